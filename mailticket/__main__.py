@@ -1,0 +1,5 @@
+"""Entry point for ``python -m mailticket``."""
+
+from mailticket.cli import main
+
+raise SystemExit(main())

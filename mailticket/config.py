@@ -1,0 +1,551 @@
+"""The YAML config file turned into typed, frozen settings, checked before anything runs.
+
+Every problem names the file, the key path and what is wrong, e.g.
+``config/mailticket.yaml: intake.imap[0].port: expected an integer, got 'abc'``.
+All problems in a file are reported at once. ``${VAR}`` in a string value is replaced by the
+environment variable VAR; a missing variable is a problem naming it. Relative paths are resolved
+against the working directory the daemon starts in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+from mailticket.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/mailticket.yaml")
+CONFIG_ENV_VAR = "MAILTICKET_CONFIG"
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A password or token: usable as ``.value``, shown as ``***`` everywhere else."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    name: str
+    address: str
+    ticket_prefix: str
+    reopen_window_days: int
+
+
+@dataclass(frozen=True)
+class ImapMailbox:
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str
+    password: Secret
+    folder: str
+    processed_folder: str
+    quarantine_folder: str
+    idle: bool
+    poll_interval: float
+    idle_renew: float
+    batch_size: int
+    timeout: float
+
+    @property
+    def label(self) -> str:
+        """A stable name for this mailbox, used in intake keys and logs."""
+        return f"imap://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class SmtpIntake:
+    host: str
+    port: int
+    protocol: str  # smtp | lmtp
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Intake:
+    imap: tuple[ImapMailbox, ...] = ()
+    smtp: SmtpIntake | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingSmtp:
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str | None
+    password: Secret | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    smtp: OutgoingSmtp | None
+    maildir: Path | None
+    retry_base: float
+    retry_max: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int
+    acks_per_sender_per_hour: int
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str
+    file: Path | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    database: str = field(repr=False)  # may carry a password (postgresql://user:pw@host/db)
+    desk: DeskSettings
+    intake: Intake
+    outgoing: Outgoing
+    templates: Path | None
+    storage: Path
+    limits: Limits
+    logging: LoggingSettings = field(default_factory=lambda: LoggingSettings("INFO", None))
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_MISSING = object()
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting every problem with its key path."""
+
+    def __init__(self, path: Path, environ: dict[str, str]):
+        self.path = path
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {message}")
+
+    def expand(self, key: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in self.environ:
+                self.problem(key, f"environment variable {name} is not set")
+                return ""
+            return self.environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+
+    def section(self, parent: dict[str, Any], key: str, name: str, required: bool = True,
+                allowed: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        value = parent.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if required:
+                self.problem(key, "missing (a mapping is required)")
+            return None
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a mapping, got {_show(value)}")
+            return None
+        self.unknown_keys(key, value, allowed)
+        return value
+
+    def unknown_keys(self, key: str, mapping: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        if not allowed:
+            return
+        for name in mapping:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else str(name)
+                self.problem(where, f"unknown key (expected one of: {', '.join(allowed)})")
+
+    def value(self, mapping: dict[str, Any], key: str, name: str, convert: Callable[[Any], T],
+              default: Any = _MISSING) -> T:
+        raw = mapping.get(name, _MISSING) if mapping is not None else _MISSING
+        if raw is _MISSING or raw is None:
+            if default is _MISSING:
+                self.problem(key, "missing (required)")
+                return None  # type: ignore[return-value]
+            return default
+        before = len(self.problems)
+        raw = self.expand(key, raw)
+        if len(self.problems) > before:
+            return None  # type: ignore[return-value]  # the missing variable is the problem
+        try:
+            return convert(raw)
+        except _Invalid as exc:
+            self.problem(key, str(exc))
+            return None  # type: ignore[return-value]
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _Invalid(f"expected a string, got {_show(value)}")
+    text = str(value).strip()
+    if not text:
+        raise _Invalid("expected a non-empty string")
+    return text
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise _Invalid(f"expected an integer, got {_show(value)}")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise _Invalid(f"expected an integer, got {_show(value)}") from None
+        if not isinstance(value, int):
+            raise _Invalid(f"expected an integer, got {_show(value)}")
+        if minimum is not None and value < minimum:
+            raise _Invalid(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise _Invalid(f"must be at most {maximum}, got {value}")
+        return value
+    return convert
+
+
+def _number(minimum: float = 0.0) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool):
+            raise _Invalid(f"expected a number, got {_show(value)}")
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise _Invalid(f"expected a number, got {_show(value)}") from None
+        if not isinstance(value, (int, float)):
+            raise _Invalid(f"expected a number, got {_show(value)}")
+        if value < minimum:
+            raise _Invalid(f"must be at least {minimum:g}, got {value:g}")
+        return float(value)
+    return convert
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "false", "no", "off"):
+        return value.strip().lower() in ("true", "yes", "on")
+    raise _Invalid(f"expected true or false, got {_show(value)}")
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _string(value).lower()
+        if text not in options:
+            raise _Invalid(f"expected one of {', '.join(options)}, got {_show(value)}")
+        return text
+    return convert
+
+
+def _address(value: Any) -> str:
+    text = _string(value)
+    if not _EMAIL.match(text):
+        raise _Invalid(f"expected an email address like desk@example.org, got {_show(value)}")
+    return text.lower()
+
+
+def _port(value: Any) -> int:
+    return _integer(1, 65535)(value)
+
+
+def _path(value: Any) -> Path:
+    return Path(os.path.expanduser(_string(value))).absolute()
+
+
+def _database_url(value: Any) -> str:
+    text = _string(value)
+    if text.startswith("sqlite:///"):
+        target = text[len("sqlite:///"):]
+        if target != ":memory:" and not target.startswith("/"):
+            target = str(Path(target).absolute())
+        return "sqlite:///" + target
+    if re.match(r"^(postgres|postgresql)://", text):
+        return text
+    raise _Invalid(f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {_show(value)}")
+
+
+def _ticket_prefix(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,19}", text):
+        raise _Invalid("expected letters, digits, '-' or '_' (starting with a letter, at most 20), "
+                       f"got {_show(value)}")
+    return text
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    text = _string(value)
+    match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d+)", text)
+    if not match:
+        raise _Invalid(f"expected HOST:PORT such as 127.0.0.1:8025, got {_show(value)}")
+    return match.group(1), _port(match.group(2))
+
+
+def _size(value: Any) -> int:
+    """An integer byte count or a string such as '25 MB'."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[bB]?\s*", value)
+        if not match:
+            raise _Invalid(f"expected a size such as 25 MB, got {_show(value)}")
+        factor = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}[match.group(2).lower()]
+        size = int(float(match.group(1)) * factor)
+        if size < 1:
+            raise _Invalid(f"must be at least 1 byte, got {_show(value)}")
+        return size
+    return _integer(1)(value)
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+_TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging")
+_DESK_KEYS = ("name", "address", "ticket_prefix", "reopen_window_days")
+_IMAP_KEYS = ("host", "port", "security", "username", "password", "folder", "processed_folder",
+              "quarantine_folder", "idle", "poll_interval", "idle_renew", "batch_size", "timeout")
+_SMTP_IN_KEYS = ("listen", "protocol")
+_OUT_KEYS = ("smtp", "maildir", "retry")
+_OUT_SMTP_KEYS = ("host", "port", "security", "username", "password", "timeout")
+_RETRY_KEYS = ("base_seconds", "max_seconds", "max_attempts")
+_LIMIT_KEYS = ("max_message_size", "acks_per_sender_per_hour")
+_LOG_KEYS = ("level", "file")
+
+
+def _read_desk(r: _Reader, top: dict[str, Any]) -> DeskSettings | None:
+    desk = r.section(top, "desk", "desk", allowed=_DESK_KEYS)
+    if desk is None:
+        return None
+    return DeskSettings(
+        name=r.value(desk, "desk.name", "name", _string, "Service Desk"),
+        address=r.value(desk, "desk.address", "address", _address),
+        ticket_prefix=r.value(desk, "desk.ticket_prefix", "ticket_prefix", _ticket_prefix, "DESK"),
+        reopen_window_days=r.value(desk, "desk.reopen_window_days", "reopen_window_days",
+                                   _integer(0), 30),
+    )
+
+
+def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:
+    raw = intake.get("imap")
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        r.problem("intake.imap", f"expected a list of mailboxes, got {_show(raw)}")
+        return ()
+    boxes = []
+    for i, entry in enumerate(raw):
+        key = f"intake.imap[{i}]"
+        if not isinstance(entry, dict):
+            r.problem(key, f"expected a mapping, got {_show(entry)}")
+            continue
+        r.unknown_keys(key, entry, _IMAP_KEYS)
+        security = r.value(entry, f"{key}.security", "security", _choice("ssl", "starttls", "none"),
+                           "ssl")
+        default_port = 993 if security == "ssl" else 143
+        password = r.value(entry, f"{key}.password", "password", _string)
+        boxes.append(ImapMailbox(
+            host=r.value(entry, f"{key}.host", "host", _string),
+            port=r.value(entry, f"{key}.port", "port", _port, default_port),
+            security=security,
+            username=r.value(entry, f"{key}.username", "username", _string),
+            password=Secret(password) if password is not None else None,  # type: ignore[arg-type]
+            folder=r.value(entry, f"{key}.folder", "folder", _string, "INBOX"),
+            processed_folder=r.value(entry, f"{key}.processed_folder", "processed_folder", _string,
+                                     "Processed"),
+            quarantine_folder=r.value(entry, f"{key}.quarantine_folder", "quarantine_folder",
+                                      _string, "Quarantine"),
+            idle=r.value(entry, f"{key}.idle", "idle", _boolean, True),
+            poll_interval=r.value(entry, f"{key}.poll_interval", "poll_interval", _number(0.1), 60.0),
+            idle_renew=r.value(entry, f"{key}.idle_renew", "idle_renew", _number(1.0), 600.0),
+            batch_size=r.value(entry, f"{key}.batch_size", "batch_size", _integer(1, 10000), 200),
+            timeout=r.value(entry, f"{key}.timeout", "timeout", _number(1.0), 60.0),
+        ))
+    if len({b.label for b in boxes}) != len(boxes):
+        r.problem("intake.imap", "the same mailbox (host, port, username, folder) is listed twice")
+    return tuple(boxes)
+
+
+_NO_INTAKE = "no intake configured: give intake.imap, intake.smtp or both"
+
+
+def _read_intake(r: _Reader, top: dict[str, Any]) -> Intake:
+    intake = r.section(top, "intake", "intake", required=False, allowed=("imap", "smtp"))
+    if intake is None:
+        if top.get("intake") is None:
+            r.problem("intake", _NO_INTAKE)
+        return Intake()
+    if not intake.get("imap") and intake.get("smtp") is None:
+        r.problem("intake", _NO_INTAKE)
+    smtp = None
+    smtp_raw = r.section(intake, "intake.smtp", "smtp", required=False, allowed=_SMTP_IN_KEYS)
+    if smtp_raw is not None:
+        listen = r.value(smtp_raw, "intake.smtp.listen", "listen", _listen, ("127.0.0.1", 8025))
+        protocol = r.value(smtp_raw, "intake.smtp.protocol", "protocol", _choice("smtp", "lmtp"),
+                           "smtp")
+        if listen:
+            smtp = SmtpIntake(host=listen[0], port=listen[1], protocol=protocol)
+    return Intake(imap=_read_imap(r, intake), smtp=smtp)
+
+
+def _read_outgoing(r: _Reader, top: dict[str, Any]) -> Outgoing:
+    out = r.section(top, "outgoing", "outgoing", allowed=_OUT_KEYS)
+    if out is None:
+        return Outgoing(None, None, 30.0, 3600.0, 20)
+    smtp = None
+    smtp_raw = r.section(out, "outgoing.smtp", "smtp", required=False, allowed=_OUT_SMTP_KEYS)
+    if smtp_raw is not None:
+        security = r.value(smtp_raw, "outgoing.smtp.security", "security",
+                           _choice("ssl", "starttls", "none"), "starttls")
+        default_port = {"ssl": 465, "starttls": 587, "none": 25}.get(security, 587)
+        username = r.value(smtp_raw, "outgoing.smtp.username", "username", _string, None)
+        password = r.value(smtp_raw, "outgoing.smtp.password", "password", _string, None)
+        if (smtp_raw.get("username") is None) != (smtp_raw.get("password") is None):
+            r.problem("outgoing.smtp", "username and password go together: give both or neither")
+        smtp = OutgoingSmtp(
+            host=r.value(smtp_raw, "outgoing.smtp.host", "host", _string),
+            port=r.value(smtp_raw, "outgoing.smtp.port", "port", _port, default_port),
+            security=security,
+            username=username,
+            password=Secret(password) if password is not None else None,
+            timeout=r.value(smtp_raw, "outgoing.smtp.timeout", "timeout", _number(1.0), 60.0),
+        )
+    maildir = r.value(out, "outgoing.maildir", "maildir", _path, None)
+    has_smtp, has_maildir = out.get("smtp") is not None, out.get("maildir") is not None
+    if not has_smtp and not has_maildir:
+        r.problem("outgoing", "give either smtp (a relay) or maildir (a local folder)")
+    if has_smtp and has_maildir:
+        r.problem("outgoing", "give either smtp or maildir, not both")
+    retry = r.section(out, "outgoing.retry", "retry", required=False, allowed=_RETRY_KEYS) or {}
+    base = r.value(retry, "outgoing.retry.base_seconds", "base_seconds", _number(0.01), 30.0)
+    cap = r.value(retry, "outgoing.retry.max_seconds", "max_seconds", _number(0.01), 3600.0)
+    if base is not None and cap is not None and cap < base:
+        r.problem("outgoing.retry.max_seconds", f"must be at least base_seconds ({base:g})")
+    return Outgoing(
+        smtp=smtp, maildir=maildir, retry_base=base, retry_max=cap,
+        max_attempts=r.value(retry, "outgoing.retry.max_attempts", "max_attempts", _integer(1), 20),
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys brought in by '<<' may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: SafeLoader reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_show(key)}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Read, expand and check the config file; raise ConfigError listing every problem."""
+    environ = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        top = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: {where}not valid YAML: {reason}") from None
+    if top is None:
+        top = {}
+    if not isinstance(top, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {_show(top)}")
+
+    r = _Reader(path, environ)
+    r.unknown_keys("", top, _TOP_KEYS)
+    database = r.value(top, "database", "database", _database_url)
+    desk = _read_desk(r, top)
+    intake = _read_intake(r, top)
+    outgoing = _read_outgoing(r, top)
+    templates = r.value(top, "templates", "templates", _path, None)
+    if templates is not None and not templates.is_dir():
+        r.problem("templates", f"no such directory: {templates}")
+    storage = r.value(top, "storage", "storage", _path, Path("var/store").absolute())
+    limits_raw = r.section(top, "limits", "limits", required=False, allowed=_LIMIT_KEYS) or {}
+    limits = Limits(
+        max_message_bytes=r.value(limits_raw, "limits.max_message_size", "max_message_size", _size,
+                                  25 * 1024 * 1024),
+        acks_per_sender_per_hour=r.value(limits_raw, "limits.acks_per_sender_per_hour",
+                                         "acks_per_sender_per_hour", _integer(0), 5),
+    )
+    log_raw = r.section(top, "logging", "logging", required=False, allowed=_LOG_KEYS) or {}
+    logging_settings = LoggingSettings(
+        level=(r.value(log_raw, "logging.level", "level",
+                       _choice("debug", "info", "warning", "error"), "info") or "").upper(),
+        file=r.value(log_raw, "logging.file", "file", _path, None),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Settings(
+        path=path, database=database, desk=desk, intake=intake,  # type: ignore[arg-type]
+        outgoing=outgoing, templates=templates, storage=storage, limits=limits,
+        logging=logging_settings,
+    )

@@ -1,0 +1,91 @@
+"""The long-running process: wires the sources, the pipeline and the sender; stops cleanly.
+
+Each IMAP mailbox is read by its own thread, the SMTP/LMTP intake runs in aiosmtpd's thread, and
+one sender thread drains the outbox, woken whenever a commit queued mail. SIGTERM or SIGINT:
+intake stops taking new mail, each source finishes the batch in hand, the sender delivers what
+it can, then the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Callable
+
+from mailticket.config import Settings
+from mailticket.intake.imap import ImapSource
+from mailticket.intake.smtp import SmtpIntakeServer
+from mailticket.sender import Sender
+from mailticket.transport import make_transport
+from mailticket.wiring import build
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.wake_sender = threading.Event()
+        self.app = build(settings, after_commit=self.wake_sender.set)
+        self.threads: list[threading.Thread] = []
+        self.smtp_server: SmtpIntakeServer | None = None
+
+    def start(self) -> None:
+        settings = self.settings
+        transport = make_transport(settings.outgoing)
+        sender = Sender(self.app.db, transport, settings.outgoing)
+        self._thread("sender", lambda: sender.run(self.stop_event, self.wake_sender))
+        for mailbox in settings.intake.imap:
+            source = ImapSource(mailbox, self.app.pipeline)
+            self._thread(f"imap {mailbox.label}", lambda s=source: s.run(self.stop_event))
+        if settings.intake.smtp is not None:
+            self.smtp_server = SmtpIntakeServer(settings.intake.smtp, self.app.pipeline,
+                                                settings.limits.max_message_bytes)
+            self.smtp_server.start()
+        where = [m.label for m in settings.intake.imap]
+        if settings.intake.smtp is not None:
+            where.append(settings.intake.smtp.label)
+        out = (f"relay {settings.outgoing.smtp.host}:{settings.outgoing.smtp.port}"
+               if settings.outgoing.smtp else f"maildir {settings.outgoing.maildir}")
+        log.info("mailticket running: intake %s; outgoing mail to %s", ", ".join(where), out)
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        def guarded() -> None:
+            try:
+                target()
+            except Exception:  # noqa: BLE001 - a dead thread must stop the daemon loudly
+                log.exception("thread %s died; stopping", name)
+                self.stop_event.set()
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop(self) -> None:
+        log.info("stopping: finishing the messages in hand")
+        self.stop_event.set()
+        self.wake_sender.set()
+        if self.smtp_server is not None:
+            self.smtp_server.stop()
+        for thread in self.threads:
+            thread.join(timeout=60)
+            if thread.is_alive():
+                log.warning("thread %s did not stop within 60 s", thread.name)
+        self.app.db.close()
+        log.info("stopped")
+
+    def run_forever(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()

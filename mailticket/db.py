@@ -1,0 +1,102 @@
+"""The database: opened from a URL (sqlite:///PATH or postgresql://...), transactions, migrations.
+
+One place says how a transaction starts: SQLite takes the write lock up front (BEGIN IMMEDIATE)
+so that two writers never deadlock on a lock upgrade; PostgreSQL uses its default.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote, urlparse
+
+import peewee
+
+from mailticket.errors import ConfigError, TemporaryFailure
+
+log = logging.getLogger(__name__)
+
+database_proxy = peewee.DatabaseProxy()
+
+
+def open_database(url: str) -> peewee.Database:
+    """Open the database named by URL and bind the models to it."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db: peewee.Database = peewee.SqliteDatabase(path, timeout=30, pragmas={
+            "journal_mode": "wal",
+            "synchronous": "normal",
+            "foreign_keys": 1,
+            "busy_timeout": 30000,
+        })
+    elif url.startswith(("postgres://", "postgresql://")):
+        parsed = urlparse(url)
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "database: PostgreSQL needs the psycopg2 driver: pip install 'mailticket[postgres]'"
+            ) from None
+        db = peewee.PostgresqlDatabase(
+            unquote(parsed.path.lstrip("/")) or "mailticket",
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            host=parsed.hostname or None,
+            port=parsed.port or None,
+            autorollback=True,
+        )
+    else:
+        raise ConfigError(f"database: unsupported URL {url!r}")
+    database_proxy.initialize(db)
+    return db
+
+
+def is_sqlite(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.SqliteDatabase)
+
+
+@contextmanager
+def transaction(db: peewee.Database) -> Iterator[None]:
+    """The one way to open a read-write transaction."""
+    try:
+        ctx = db.atomic("IMMEDIATE") if is_sqlite(db) else db.atomic()
+        with ctx:
+            yield
+    except peewee.OperationalError as exc:
+        if "locked" in str(exc) or "could not serialize" in str(exc):
+            raise TemporaryFailure(f"database busy: {exc}") from exc
+        raise
+
+
+def savepoint(db: peewee.Database):
+    """A nested transaction: rolling it back leaves the outer one intact."""
+    return db.atomic()
+
+
+def migrate(db: peewee.Database) -> int:
+    """Bring the schema up to date; return the version now in place."""
+    from mailticket import models
+
+    with db.atomic():
+        db.create_tables([models.SchemaVersion], safe=True)
+        current = models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar() or 0
+        for version, step in enumerate(models.MIGRATIONS, start=1):
+            if version > current:
+                log.info("database: applying schema version %d", version)
+                step(db)
+                models.SchemaVersion.create(version=version)
+                current = version
+    return current
+
+
+def connect(url: str, create: bool = True) -> peewee.Database:
+    """Open the database and make sure its schema is current."""
+    db = open_database(url)
+    db.connect(reuse_if_open=True)
+    if create:
+        migrate(db)
+    return db

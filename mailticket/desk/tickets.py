@@ -1,0 +1,265 @@
+"""The ticket lifecycle: new -> open -> resolved -> closed (and reopened), every change an event.
+
+Called inside the caller's transaction (the intake pipeline or the CLI); queues the mail each
+change causes through the Mailer, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Callable, Sequence
+
+from mailticket.config import Settings
+from mailticket.errors import InvalidRequest, UnknownTicket
+from mailticket.intake.route import Action, Decision, TicketView
+from mailticket.mail.classify import Verdict
+from mailticket.mail.compose import Recipient
+from mailticket.mail.parse import ParsedMail
+from mailticket.models import Attachment, Event, Message, Outbox, Ticket, utcnow
+from mailticket.outbox import Mailer
+from mailticket.storage import Store
+
+log = logging.getLogger(__name__)
+
+NEW, OPEN, RESOLVED, CLOSED = "new", "open", "resolved", "closed"
+STATUSES = (NEW, OPEN, RESOLVED, CLOSED)
+SYSTEM = "mailticket"
+
+
+def view(ticket: Ticket) -> TicketView:
+    return TicketView(number=ticket.number, status=ticket.status, requester=ticket.requester,
+                      cc=frozenset(a.lower() for a in ticket.cc or ()), closed_at=ticket.closed_at)
+
+
+class Desk:
+    def __init__(self, settings: Settings, mailer: Mailer, store: Store,
+                 clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.mailer = mailer
+        self.store = store
+        self.clock = clock
+        self.own_addresses = frozenset({settings.desk.address.lower()})
+
+    # --- lookups (the route.Lookup protocol) -------------------------------------------------
+
+    def ticket(self, number: int) -> TicketView | None:
+        found = Ticket.get_or_none(Ticket.number == number)
+        return view(found) if found else None
+
+    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> TicketView | None:
+        ids = [i for i in message_ids if i][:100]
+        if not ids:
+            return None
+        message = (Message.select(Message.ticket).where(Message.message_id.in_(ids),
+                                                          Message.ticket.is_null(False))
+                   .order_by(Message.id.desc()).first())
+        if message is None:
+            message = (Outbox.select(Outbox.ticket).where(Outbox.message_id.in_(ids),
+                                                          Outbox.ticket.is_null(False))
+                       .order_by(Outbox.id.desc()).first())
+        return view(message.ticket) if message else None
+
+    def get(self, number: int) -> Ticket:
+        found = Ticket.get_or_none(Ticket.number == number)
+        if found is None:
+            raise UnknownTicket(number)
+        return found
+
+    # --- mail in -----------------------------------------------------------------------------
+
+    def apply(self, decision: Decision, mail: ParsedMail, verdict: Verdict, *,
+              raw_sha256: str | None, source: str) -> Message:
+        """Apply a routing decision to the tickets; return the recorded message."""
+        action = decision.action
+        ticket: Ticket | None = None
+        if action in (Action.NEW_TICKET, Action.NEW_LINKED):
+            linked = self.get(decision.ticket) if action is Action.NEW_LINKED else None
+            ticket = self._create(mail, linked_to=linked)
+        elif decision.ticket is not None:
+            ticket = self.get(decision.ticket)
+        message = self._record(mail, ticket, verdict, decision, raw_sha256, source)
+        actor = mail.sender.address if mail.sender else "(unknown sender)"
+
+        if action in (Action.NEW_TICKET, Action.NEW_LINKED):
+            assert ticket is not None
+            self._event(ticket, actor, "created", decision.reason)
+            if ticket.linked_to_id:
+                self._event(ticket, SYSTEM, "linked", f"follows ticket #{ticket.linked_to_id}")
+                self._event(ticket.linked_to, SYSTEM, "linked",
+                            f"a later message opened ticket #{ticket.number}")
+            if decision.acknowledge:
+                self.mailer.queue(
+                    "ack", ticket, to=[self._requester(ticket)],
+                    context={"ticket": _ticket_context(ticket),
+                             "unknown_tag": decision.unknown_tag,
+                             "linked_from": ticket.linked_to_id},
+                    in_reply_to=_real_id(mail.message_id),
+                    references=[r for r in mail.references if _real_id(r)],
+                )
+        elif action is Action.FOLLOW_UP:
+            assert ticket is not None
+            self._event(ticket, actor, "follow_up", f"message {mail.message_id}")
+            if ticket.status == RESOLVED and view(ticket).involves(actor):
+                self._set_status(ticket, OPEN, actor, "the requester replied to a resolved ticket")
+            self._touch(ticket)
+        elif action is Action.REOPEN:
+            assert ticket is not None
+            self._reopen(ticket, actor, mail.body.strip()[:2000], by_mail=True)
+        elif action is Action.ATTACH:
+            assert ticket is not None
+            self._event(ticket, actor, "automated_mail", f"{verdict.kind.value}: {verdict.reason}")
+        return message
+
+    # --- agents (the CLI) ----------------------------------------------------------------------
+
+    def reply(self, number: int, actor: str, text: str) -> Outbox:
+        ticket = self.get(number)
+        text = _required_text(text, "reply")
+        in_reply_to, references = self._thread(ticket)
+        row = self.mailer.queue(
+            "reply", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
+            context={"ticket": _ticket_context(ticket), "text": text, "author": actor},
+            in_reply_to=in_reply_to, references=references, automated=False,
+        )
+        Message.create(ticket=ticket, direction="out", message_id=row.message_id,
+                       sender=self.settings.desk.address, sender_name=actor, to=row.recipients,
+                       subject=row.subject, body=text, date=self.clock(), author=actor,
+                       verdict="agent", decision="reply", created_at=self.clock())
+        self._event(ticket, actor, "reply", _excerpt(text))
+        if ticket.status == NEW:
+            self._set_status(ticket, OPEN, actor, "first reply")
+        self._touch(ticket)
+        return row
+
+    def close(self, number: int, actor: str, resolution: str) -> Outbox:
+        ticket = self.get(number)
+        if ticket.status == CLOSED:
+            raise InvalidRequest(f"ticket #{number} is already closed")
+        resolution = _required_text(resolution, "resolution")
+        ticket.resolution = resolution
+        ticket.closed_at = self.clock()
+        self._set_status(ticket, CLOSED, actor, _excerpt(resolution))
+        self._touch(ticket)
+        in_reply_to, references = self._thread(ticket)
+        return self.mailer.queue(
+            "closed", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
+            context={"ticket": _ticket_context(ticket)},
+            in_reply_to=in_reply_to, references=references,
+        )
+
+    def reopen(self, number: int, actor: str, text: str) -> Outbox:
+        ticket = self.get(number)
+        if ticket.status != CLOSED:
+            raise InvalidRequest(f"ticket #{number} is {ticket.status}, not closed")
+        return self._reopen(ticket, actor, _required_text(text, "reason"), by_mail=False)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _create(self, mail: ParsedMail, linked_to: Ticket | None) -> Ticket:
+        assert mail.sender is not None
+        requester = mail.sender.address
+        cc = []
+        for address in list(mail.to) + list(mail.cc):
+            key = address.address.lower()
+            if key != requester.lower() and key not in self.own_addresses and key not in cc:
+                cc.append(key)
+        now = self.clock()
+        return Ticket.create(subject=mail.subject, status=NEW, requester=requester,
+                             requester_name=mail.sender.name, cc=cc[:50], linked_to=linked_to,
+                             created_at=now, updated_at=now)
+
+    def _record(self, mail: ParsedMail, ticket: Ticket | None, verdict: Verdict,
+                decision: Decision, raw_sha256: str | None, source: str) -> Message:
+        message = Message.create(
+            ticket=ticket, direction="in", message_id=mail.message_id,
+            sender=mail.sender.address if mail.sender else "",
+            sender_name=mail.sender.name if mail.sender else "",
+            to=[a.address for a in mail.to][:100], cc=[a.address for a in mail.cc][:100],
+            subject=mail.subject, body=mail.body, date=mail.date,
+            in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
+            references=list(mail.references), verdict=verdict.kind.value,
+            verdict_reason=verdict.reason, decision=decision.action.value,
+            raw_sha256=raw_sha256, source=source, defects=list(mail.defects),
+            created_at=self.clock(),
+        )
+        for part in mail.attachments:
+            digest = self.store.put(part.data)
+            Attachment.create(message=message, filename=part.filename,
+                              content_type=part.content_type, size=part.size, sha256=digest)
+        return message
+
+    def _reopen(self, ticket: Ticket, actor: str, text: str, by_mail: bool) -> Outbox:
+        ticket.closed_at = None
+        self._set_status(ticket, OPEN, actor, "reopened by reply" if by_mail else _excerpt(text))
+        self._event(ticket, actor, "reopened", _excerpt(text))
+        self._touch(ticket)
+        in_reply_to, references = self._thread(ticket)
+        return self.mailer.queue(
+            "reopened", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
+            context={"ticket": _ticket_context(ticket), "text": "" if by_mail else text},
+            in_reply_to=in_reply_to, references=references,
+        )
+
+    def _set_status(self, ticket: Ticket, status: str, actor: str, detail: str) -> None:
+        old = ticket.status
+        ticket.status = status
+        ticket.save()
+        self._event(ticket, actor, "status", f"{old} -> {status}: {detail}" if detail else
+                    f"{old} -> {status}")
+
+    def _touch(self, ticket: Ticket) -> None:
+        Ticket.update(updated_at=self.clock()).where(Ticket.number == ticket.number).execute()
+
+    def _event(self, ticket: Ticket, actor: str, kind: str, detail: str = "") -> None:
+        Event.create(ticket=ticket, actor=actor, kind=kind, detail=detail, at=self.clock())
+
+    def _requester(self, ticket: Ticket) -> Recipient:
+        return Recipient(ticket.requester_name or "", ticket.requester)
+
+    def _cc(self, ticket: Ticket) -> list[Recipient]:
+        return [Recipient("", address) for address in ticket.cc or ()]
+
+    def _thread(self, ticket: Ticket) -> tuple[str | None, list[str]]:
+        """In-Reply-To and References for mail about a ticket: its first message and its
+        latest one from a user, so clients thread our mail with the conversation."""
+        ids = [m.message_id for m in Message.select(Message.message_id)
+               .where(Message.ticket == ticket, Message.direction == "in")
+               .order_by(Message.id)]
+        ids = [i for i in ids if _real_id(i)]
+        if not ids:
+            return None, []
+        references = [ids[0]] if ids[0] != ids[-1] else []
+        return ids[-1], references
+
+
+def _ticket_context(ticket: Ticket) -> dict[str, object]:
+    return {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "requester": ticket.requester,
+        "requester_name": ticket.requester_name,
+        "resolution": ticket.resolution,
+        "created_at": ticket.created_at,
+    }
+
+
+def _real_id(message_id: str | None) -> str | None:
+    """Message-IDs we made up for mail that had none mean nothing to the user's client."""
+    if not message_id or message_id.endswith(".invalid>"):
+        return None
+    return message_id
+
+
+def _required_text(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidRequest(f"the {what} text is empty")
+    return text
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+

@@ -1,0 +1,1 @@
+"""Mail coming in: the sources (IMAP, SMTP/LMTP), routing and the one-transaction pipeline."""

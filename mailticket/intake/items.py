@@ -1,0 +1,42 @@
+"""The values that pass between a source and the pipeline."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RawMail:
+    """One message as a source took it: where from, its key there, and its bytes untouched.
+
+    ``key`` identifies the message within ``source``: ``"UIDVALIDITY/UID"`` for IMAP, a digest of
+    the bytes for SMTP/LMTP.
+    """
+
+    source: str
+    key: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """How far a source has read: recorded in the same transaction as the batch it covers."""
+
+    source: str
+    uidvalidity: int
+    last_uid: int
+
+
+class Outcome(enum.Enum):
+    RECORDED = "recorded"        # applied to a ticket (or kept as non-ticket mail)
+    DUPLICATE = "duplicate"      # seen before (same source key, or same Message-ID)
+    QUARANTINED = "quarantined"  # could not be processed; kept with its error
+
+
+@dataclass(frozen=True)
+class Result:
+    key: str
+    outcome: Outcome
+    ticket: int | None = None
+    detail: str = ""

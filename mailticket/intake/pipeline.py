@@ -1,0 +1,198 @@
+"""The intake pipeline: raw bytes -> parse -> classify -> route -> desk, inside ONE transaction
+per batch with a savepoint per message, so one bad message never rolls back the others.
+
+A message that fails anywhere is quarantined (raw bytes and error kept) in its own savepoint and
+the batch goes on. Every message leaves an intake key, so a message handed over again after a
+crash is recognised and not re-applied. Sources acknowledge (IMAP move, SMTP 250) only after
+``process_batch`` has returned, i.e. after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+import peewee
+
+from mailticket.config import Settings
+from mailticket.db import savepoint, transaction
+from mailticket.desk.tickets import Desk
+from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
+from mailticket.intake.items import Cursor, Outcome, RawMail, Result
+from mailticket.intake.route import Action, route, tag_pattern
+from mailticket.mail.classify import classify
+from mailticket.mail.parse import parse
+from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
+
+log = logging.getLogger(__name__)
+decisions = logging.getLogger("mailticket.decisions")
+
+_OUTCOME_OF_KEY = {"recorded": Outcome.RECORDED, "duplicate": Outcome.DUPLICATE,
+                   "quarantined": Outcome.QUARANTINED}
+
+
+class Pipeline:
+    def __init__(self, db: peewee.Database, settings: Settings, desk: Desk, *,
+                 clock: Callable[[], datetime] = utcnow,
+                 after_commit: Callable[[], None] | None = None):
+        self.db = db
+        self.settings = settings
+        self.desk = desk
+        self.clock = clock
+        self.after_commit = after_commit
+        self.tag = tag_pattern(settings.desk.ticket_prefix)
+        self.reopen_window = timedelta(days=settings.desk.reopen_window_days)
+
+    # --- what sources call ---------------------------------------------------------------------
+
+    def load_cursor(self, source: str) -> Cursor | None:
+        state = MailboxState.get_or_none(MailboxState.source == source)
+        return Cursor(source, state.uidvalidity, state.last_uid) if state else None
+
+    def outcomes_of(self, source: str, keys: list[str]) -> dict[str, Outcome]:
+        found: dict[str, Outcome] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for row in IntakeKey.select(IntakeKey.key, IntakeKey.outcome).where(
+                    IntakeKey.source == source, IntakeKey.key.in_(chunk)):
+                found[row.key] = _OUTCOME_OF_KEY[row.outcome]
+        return found
+
+    def process_batch(self, items: list[RawMail], cursor: Cursor | None = None) -> list[Result]:
+        """Record every item and the cursor in one transaction; return after the commit.
+
+        Raises TemporaryFailure when the batch could not be committed: then nothing of it was
+        recorded and the source must keep the mail and try again later.
+        """
+        queued_before = self.desk.mailer.queued
+        try:
+            with transaction(self.db):
+                results = [self._guarded(item) for item in items]
+                if cursor is not None:
+                    self._save_cursor(cursor)
+        except TemporaryFailure:
+            raise
+        except (peewee.DatabaseError, peewee.InterfaceError, OSError) as exc:
+            raise TemporaryFailure(f"could not commit a batch of {len(items)}: {exc}") from exc
+        if self.after_commit is not None and self.desk.mailer.queued != queued_before:
+            self.after_commit()
+        return results
+
+    def retry_quarantined(self, quarantine_id: int) -> Result:
+        """Run a quarantined message through the pipeline again (``quarantine retry``)."""
+        with transaction(self.db):
+            held = Quarantine.get_or_none(Quarantine.id == quarantine_id)
+            if held is None:
+                raise InvalidRequest(f"no quarantined message #{quarantine_id}")
+            if held.status != "held":
+                raise InvalidRequest(f"quarantined message #{quarantine_id} was already released")
+            item = RawMail(source=held.source, key=f"quarantine/{held.id}", raw=bytes(held.raw))
+            try:
+                with savepoint(self.db):
+                    result = self._process(item)
+            except Exception as exc:  # noqa: BLE001 - the whole point is to keep it
+                held.error = _describe(exc)
+                held.save()
+                log.warning("quarantine #%d still fails: %s", held.id, held.error)
+                return Result(item.key, Outcome.QUARANTINED, detail=held.error)
+            if result.outcome is Outcome.QUARANTINED:
+                held.error = result.detail
+                held.save()
+                return result
+            held.status = "released"
+            held.released_at = self.clock()
+            held.ticket = result.ticket
+            held.save()
+        if self.after_commit is not None:
+            self.after_commit()
+        return result
+
+    # --- one message -------------------------------------------------------------------------
+
+    def _guarded(self, item: RawMail) -> Result:
+        seen = IntakeKey.get_or_none(IntakeKey.source == item.source, IntakeKey.key == item.key)
+        if seen is not None:
+            outcome = _OUTCOME_OF_KEY[seen.outcome]
+            if outcome is Outcome.RECORDED:
+                outcome = Outcome.DUPLICATE
+            return Result(item.key, outcome, detail="already taken in from this source")
+        failure: Exception | None = None
+        for attempt in (1, 2):
+            try:
+                with savepoint(self.db):
+                    return self._process(item)
+            except peewee.IntegrityError as exc:
+                # Another daemon may have recorded the same Message-ID between our check and
+                # our insert: the second attempt then finds it and answers DUPLICATE.
+                failure = exc
+            except Exception as exc:  # noqa: BLE001 - any failure quarantines this message only
+                if isinstance(exc, peewee.OperationalError) and "locked" in str(exc):
+                    raise TemporaryFailure(str(exc)) from exc
+                failure = exc
+                break
+        assert failure is not None
+        if not isinstance(failure, MailticketError):
+            log.error("message %s from %s failed; quarantining it", item.key, item.source,
+                      exc_info=failure)
+        with savepoint(self.db):
+            return self._quarantine(item, _describe(failure))
+
+    def _process(self, item: RawMail) -> Result:
+        limit = self.settings.limits.max_message_bytes
+        if len(item.raw) > limit:
+            raise PermanentFailure(f"message of {len(item.raw)} bytes is over the limit of "
+                                   f"{limit} bytes (limits.max_message_size)")
+        mail = parse(item.raw)
+        earlier = Message.get_or_none(Message.message_id == mail.message_id)
+        if earlier is not None:
+            IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
+                             outcome="duplicate", message=earlier, at=self.clock())
+            ticket = earlier.ticket_id
+            decisions.info("%s duplicate of message %d (ticket %s)", mail.message_id, earlier.id,
+                           ticket)
+            return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
+                          detail="same Message-ID seen before")
+        verdict = classify(mail, self.desk.own_addresses)
+        decision = route(mail, verdict, self.desk, tag=self.tag,
+                         reopen_window=self.reopen_window, now=self.clock())
+        if decision.action is Action.QUARANTINE:
+            decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
+                           verdict.kind.value, decision.reason)
+            return self._quarantine(item, decision.reason, message_id=mail.message_id)
+        raw_sha = self.desk.store.put(item.raw)
+        message = self.desk.apply(decision, mail, verdict, raw_sha256=raw_sha, source=item.source)
+        IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
+                         outcome="recorded", message=message, at=self.clock())
+        decisions.info("%s from=%s verdict=%s (%s) decision=%s (%s) ticket=%s",
+                       mail.message_id, mail.sender.address if mail.sender else "-",
+                       verdict.kind.value, verdict.reason, decision.action.value, decision.reason,
+                       message.ticket_id)
+        return Result(item.key, Outcome.RECORDED, ticket=message.ticket_id,
+                      detail=decision.action.value)
+
+    def _quarantine(self, item: RawMail, error: str, message_id: str = "") -> Result:
+        if item.key.startswith("quarantine/"):
+            return Result(item.key, Outcome.QUARANTINED, detail=error)  # a retry: row exists
+        held = Quarantine.create(source=item.source, source_key=item.key, raw=item.raw,
+                                 error=error, message_id=message_id, created_at=self.clock())
+        IntakeKey.create(source=item.source, key=item.key, message_id=message_id,
+                         outcome="quarantined", quarantine=held, at=self.clock())
+        log.warning("quarantined message %s from %s as #%d: %s", item.key, item.source, held.id,
+                    error)
+        return Result(item.key, Outcome.QUARANTINED, detail=error)
+
+    def _save_cursor(self, cursor: Cursor) -> None:
+        updated = (MailboxState.update(uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid,
+                                       updated_at=self.clock())
+                   .where(MailboxState.source == cursor.source).execute())
+        if not updated:
+            MailboxState.create(source=cursor.source, uidvalidity=cursor.uidvalidity,
+                                last_uid=cursor.last_uid, updated_at=self.clock())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    if not isinstance(exc, MailticketError):
+        text = f"{exc.__class__.__name__}: {text}"
+    return text[:2000]

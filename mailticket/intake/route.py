@@ -1,0 +1,118 @@
+"""Routing, a pure function: a parsed, classified mail plus a ticket lookup -> a Decision.
+
+No database here: the lookup is handed in, so every rule can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, Sequence
+
+from mailticket.mail.classify import Kind, Verdict
+from mailticket.mail.parse import ParsedMail
+
+CLOSED = "closed"
+
+
+class Action(enum.Enum):
+    NEW_TICKET = "new_ticket"        # a new request: ticket + acknowledgement
+    FOLLOW_UP = "follow_up"          # added to an existing ticket
+    REOPEN = "reopen"                # a reply to a closed ticket within the window
+    NEW_LINKED = "new_linked"        # a reply to a ticket closed too long ago: new ticket, linked
+    ATTACH = "attach"                # automated mail about a ticket: kept on it, nothing changes
+    IGNORE = "ignore"                # automated mail about nothing we know: kept, no ticket
+    QUARANTINE = "quarantine"        # cannot be a ticket (no sender): kept aside for the admin
+
+
+@dataclass(frozen=True)
+class TicketView:
+    number: int
+    status: str
+    requester: str
+    cc: frozenset[str]
+    closed_at: datetime | None
+
+    def involves(self, address: str) -> bool:
+        address = address.lower()
+        return address == self.requester.lower() or address in self.cc
+
+
+class Lookup(Protocol):
+    def ticket(self, number: int) -> TicketView | None: ...
+    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> TicketView | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    ticket: int | None = None        # the ticket acted on (or linked from, for NEW_LINKED)
+    unknown_tag: int | None = None   # a tag in the subject naming no ticket
+    acknowledge: bool = False        # send the acknowledgement for a new ticket
+
+
+def tag_pattern(prefix: str) -> re.Pattern[str]:
+    """Matches "[DESK #42]" (also "[DESK#42]", "[desk #42]") anywhere in a subject, so any
+    reply or forward prefix in front of it ("Re:", "AW:", "Fwd:", "RE: RE:") is irrelevant."""
+    return re.compile(r"\[\s*" + re.escape(prefix) + r"\s*#\s*(\d{1,12})\s*\]", re.IGNORECASE)
+
+
+def find_tag(subject: str, pattern: re.Pattern[str]) -> int | None:
+    match = pattern.search(subject)
+    return int(match.group(1)) if match else None
+
+
+def route(
+    mail: ParsedMail,
+    verdict: Verdict,
+    lookup: Lookup,
+    *,
+    tag: re.Pattern[str],
+    reopen_window: timedelta,
+    now: datetime,
+) -> Decision:
+    if verdict.kind is Kind.OWN:
+        return Decision(Action.IGNORE, f"our own mail ({verdict.reason})")
+
+    number = find_tag(mail.subject, tag)
+    ticket = lookup.ticket(number) if number is not None else None
+    unknown_tag = number if number is not None and ticket is None else None
+    how = f"subject tag #{number}" if ticket else ""
+    if ticket is None:
+        thread_ids = list(mail.in_reply_to) + list(reversed(mail.references))
+        ticket = lookup.ticket_for_message_ids(thread_ids) if thread_ids else None
+        how = "In-Reply-To/References" if ticket else ""
+
+    if not verdict.acknowledge:
+        if ticket is not None:
+            return Decision(Action.ATTACH, f"{verdict.kind.value} about ticket #{ticket.number} "
+                                           f"({how}); {verdict.reason}", ticket=ticket.number)
+        return Decision(Action.IGNORE, f"{verdict.kind.value}: {verdict.reason}")
+
+    if mail.sender is None:
+        return Decision(Action.QUARANTINE, "no sender address: nobody to answer")
+
+    if ticket is None:
+        if unknown_tag is not None:
+            return Decision(Action.NEW_TICKET, f"subject tag #{unknown_tag} names no ticket",
+                            unknown_tag=unknown_tag, acknowledge=True)
+        return Decision(Action.NEW_TICKET, "no ticket tag or thread", acknowledge=True)
+
+    if ticket.status == CLOSED:
+        if not ticket.involves(mail.sender.address):
+            return Decision(Action.NEW_LINKED, f"reply to closed ticket #{ticket.number} ({how}) "
+                                               "from someone not on it", ticket=ticket.number,
+                            acknowledge=True)
+        closed_at = ticket.closed_at or now
+        if now - closed_at <= reopen_window:
+            return Decision(Action.REOPEN, f"reply to closed ticket #{ticket.number} ({how}) "
+                                           "within the reopen window", ticket=ticket.number)
+        return Decision(Action.NEW_LINKED, f"reply to ticket #{ticket.number} ({how}) closed "
+                                           f"{(now - closed_at).days} days ago",
+                        ticket=ticket.number, acknowledge=True)
+
+    return Decision(Action.FOLLOW_UP, f"follow-up on ticket #{ticket.number} ({how})",
+                    ticket=ticket.number)

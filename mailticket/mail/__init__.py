@@ -1,0 +1,1 @@
+"""Bytes <-> messages. Nothing in this package touches the database."""

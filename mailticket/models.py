@@ -1,0 +1,165 @@
+"""The peewee models: tickets, their messages and events, attachments, the outbox, intake keys,
+mailbox cursors and the quarantine. Times are naive UTC."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import peewee
+
+from mailticket.db import database_proxy
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    def db_value(self, value):  # type: ignore[override]
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+
+    def python_value(self, value):  # type: ignore[override]
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+
+class Ticket(BaseModel):
+    """Numbers come from the database's sequence and tickets are never deleted, so a number is
+    never reused."""
+
+    number = peewee.AutoField()
+    subject = peewee.TextField(default="")
+    status = peewee.CharField(max_length=16, index=True)
+    requester = peewee.CharField(max_length=320, index=True)
+    requester_name = peewee.TextField(default="")
+    cc = JSONField(default=list)
+    resolution = peewee.TextField(null=True)
+    linked_to = peewee.ForeignKeyField("self", null=True, backref="follow_ons",
+                                       column_name="linked_to")
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    closed_at = peewee.DateTimeField(null=True)
+
+
+class Message(BaseModel):
+    """A mail in (from a user), out (from us) or an internal note. ``message_id`` is unique:
+    it is how a message seen twice is recognised."""
+
+    ticket = peewee.ForeignKeyField(Ticket, null=True, backref="messages", index=True)
+    direction = peewee.CharField(max_length=8)  # in | out | note
+    message_id = peewee.CharField(max_length=255, unique=True)
+    sender = peewee.CharField(max_length=320, default="")
+    sender_name = peewee.TextField(default="")
+    to = JSONField(default=list)
+    cc = JSONField(default=list)
+    subject = peewee.TextField(default="")
+    body = peewee.TextField(default="")
+    date = peewee.DateTimeField(null=True)
+    in_reply_to = peewee.TextField(null=True)
+    references = JSONField(default=list)
+    verdict = peewee.CharField(max_length=32, default="human")
+    verdict_reason = peewee.TextField(default="")
+    decision = peewee.CharField(max_length=32, default="")
+    raw_sha256 = peewee.CharField(max_length=64, null=True)
+    source = peewee.TextField(default="")
+    author = peewee.TextField(default="")
+    defects = JSONField(default=list)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Attachment(BaseModel):
+    message = peewee.ForeignKeyField(Message, backref="attachments", index=True)
+    filename = peewee.TextField()
+    content_type = peewee.CharField(max_length=255)
+    size = peewee.BigIntegerField()
+    sha256 = peewee.CharField(max_length=64)
+
+
+class Event(BaseModel):
+    """The audit trail: who did what to a ticket, and when."""
+
+    ticket = peewee.ForeignKeyField(Ticket, backref="events", index=True)
+    at = peewee.DateTimeField(default=utcnow)
+    actor = peewee.TextField()
+    kind = peewee.CharField(max_length=32)
+    detail = peewee.TextField(default="")
+
+
+class Outbox(BaseModel):
+    """Mail waiting to go out, rendered in the transaction that caused it."""
+
+    ticket = peewee.ForeignKeyField(Ticket, null=True, backref="outgoing", index=True)
+    kind = peewee.CharField(max_length=32)
+    envelope_from = peewee.CharField(max_length=320)
+    recipients = JSONField()
+    primary_recipient = peewee.CharField(max_length=320, default="", index=True)
+    message_id = peewee.CharField(max_length=255, unique=True)
+    subject = peewee.TextField(default="")
+    content = peewee.BlobField()
+    status = peewee.CharField(max_length=16, index=True)  # pending | sent | failed | held
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
+    claimed_until = peewee.DateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+
+
+class Quarantine(BaseModel):
+    """A message that could not be processed, kept whole with the error."""
+
+    source = peewee.TextField()
+    source_key = peewee.TextField(default="")
+    raw = peewee.BlobField()
+    error = peewee.TextField()
+    status = peewee.CharField(max_length=16, default="held", index=True)  # held | released
+    message_id = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    released_at = peewee.DateTimeField(null=True)
+    ticket = peewee.ForeignKeyField(Ticket, null=True)
+
+
+class IntakeKey(BaseModel):
+    """One row per message taken from a source: mailbox + UIDVALIDITY/UID (or the SMTP
+    transaction's key). A message seen again after a crash finds its row and is not re-applied."""
+
+    source = peewee.CharField(max_length=255)
+    key = peewee.CharField(max_length=255)
+    message_id = peewee.CharField(max_length=255, default="")
+    outcome = peewee.CharField(max_length=16)  # recorded | duplicate | quarantined
+    message = peewee.ForeignKeyField(Message, null=True, column_name="message_ref")
+    quarantine = peewee.ForeignKeyField(Quarantine, null=True)
+    at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("source", "key"), True),)
+
+
+class MailboxState(BaseModel):
+    """Where intake stands in one IMAP mailbox."""
+
+    source = peewee.CharField(max_length=255, unique=True)
+    uidvalidity = peewee.BigIntegerField()
+    last_uid = peewee.BigIntegerField(default=0)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState]
+
+
+def _v1(db: peewee.Database) -> None:
+    db.create_tables(ALL_MODELS, safe=True)
+
+
+MIGRATIONS = [_v1]

@@ -1,0 +1,73 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when MAILTICKET_TEST_POSTGRES is set).
+
+Server fixtures (Dovecot, the SMTP sink) live in tests/servers/ and are registered here.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import peewee
+import pytest
+
+from mailticket import db as dbmod
+
+pytest_plugins = [
+    "tests.servers.dovecot",
+    "tests.servers.smtpsink",
+]
+
+POSTGRES_ENV = "MAILTICKET_TEST_POSTGRES"
+
+
+def _backends() -> list[str]:
+    backends = ["sqlite"]
+    if os.environ.get(POSTGRES_ENV):
+        backends.append("postgres")
+    return backends
+
+
+def postgres_url() -> str:
+    value = os.environ.get(POSTGRES_ENV, "")
+    if value in ("1", "true", "yes"):
+        return "postgresql://postgres@127.0.0.1:5432/test"
+    return value
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """A throwaway schema-isolated PostgreSQL database URL (a new database per test)."""
+    base = postgres_url()
+    admin = dbmod.open_database(base)
+    name = "mt_" + uuid.uuid4().hex[:12]
+    admin.connect()
+    admin.execute_sql(f'CREATE DATABASE "{name}"')
+    admin.close()
+    head, _, _ = base.rpartition("/")
+    url = f"{head}/{name}"
+    yield url
+    admin = dbmod.open_database(base)
+    admin.connect()
+    admin.execute_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,))
+    admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+@pytest.fixture(params=_backends())
+def database_url(request, tmp_path):
+    """A fresh, empty database URL: SQLite in tmp_path, and PostgreSQL when enabled."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailticket.db'}"
+    else:
+        yield request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def database(database_url) -> peewee.Database:
+    """An open, migrated database bound to the models."""
+    db = dbmod.connect(database_url)
+    yield db
+    db.close()

@@ -1,0 +1,215 @@
+"""The pipeline against a real database: tickets, follow-ups, reopen, duplicates, quarantine,
+and the mail each change queues. Runs on SQLite and, when enabled, PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timedelta
+from email.policy import default
+
+import pytest
+
+from mailticket.db import transaction
+from mailticket.intake.items import Cursor, Outcome, RawMail
+from mailticket.models import (Attachment, Event, IntakeKey, MailboxState, Message, Outbox,
+                               Quarantine, Ticket)
+from mailticket.wiring import build
+from tests.helpers import make_mail, settings_for
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 24, 9, 0)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def app(tmp_path, database_url, clock):
+    application = build(settings_for(tmp_path, database_url), clock=clock)
+    yield application
+    application.db.close()
+
+
+def feed(app, *raws, source="test", start=1):
+    items = [RawMail(source, f"1/{start + i}", raw) for i, raw in enumerate(raws)]
+    return app.pipeline.process_batch(items)
+
+
+def sent_of(kind):
+    return [email.message_from_bytes(bytes(o.content), policy=default)
+            for o in Outbox.select().where(Outbox.kind == kind).order_by(Outbox.id)]
+
+
+def test_new_mail_becomes_a_ticket_with_an_acknowledgement(app):
+    [result] = feed(app, make_mail(attachments=[("log.txt", "text/plain", b"error 42\n")]))
+    assert result.outcome is Outcome.RECORDED
+    ticket = Ticket.get(Ticket.number == result.ticket)
+    assert (ticket.status, ticket.requester, ticket.requester_name) == ("new", "ann@example.org", "Ann User")
+    assert ticket.subject == "Printer on floor 3 is broken"
+    [ack] = sent_of("ack")
+    assert ack["To"].addresses[0].addr_spec == "ann@example.org"
+    assert f"[DESK #{ticket.number}]" in ack["Subject"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == Message.get(Message.ticket == ticket).message_id
+    assert f"ticket #{ticket.number}" in ack.get_body(("plain",)).get_content()
+    [attachment] = Attachment.select()
+    assert (attachment.filename, attachment.size) == ("log.txt", 9)
+    assert app.store.get(attachment.sha256) == b"error 42\n"
+    assert [e.kind for e in Event.select().where(Event.ticket == ticket)] == ["created"]
+
+
+def test_ticket_numbers_are_sequential(app):
+    results = feed(app, make_mail(subject="one"), make_mail(subject="two"), make_mail(subject="three"))
+    numbers = [r.ticket for r in results]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+
+
+def test_reply_with_tag_is_added_to_the_ticket(app):
+    [first] = feed(app, make_mail())
+    [reply] = feed(app, make_mail(subject=f"RE: [DESK #{first.ticket}] Printer", body="Still broken"),
+                   start=2)
+    assert (reply.outcome, reply.ticket) == (Outcome.RECORDED, first.ticket)
+    assert Ticket.select().count() == 1
+    assert Message.select().where(Message.ticket == first.ticket).count() == 2
+    assert len(sent_of("ack")) == 1  # a follow-up is not acknowledged again
+
+
+def test_reply_threaded_to_our_acknowledgement_without_tag(app):
+    [first] = feed(app, make_mail())
+    ack_id = Outbox.get().message_id
+    [reply] = feed(app, make_mail(subject="Re: Printer", in_reply_to=ack_id), start=2)
+    assert reply.ticket == first.ticket
+
+
+def test_unknown_tag_makes_a_new_ticket_and_the_ack_says_so(app):
+    [result] = feed(app, make_mail(subject="Re: [DESK #9999] help"))
+    assert result.ticket != 9999
+    [ack] = sent_of("ack")
+    assert "9999" in ack.get_body(("plain",)).get_content()
+
+
+def test_same_message_id_twice_makes_one_ticket(app):
+    raw = make_mail(message_id="<same@example.org>")
+    first = feed(app, raw, source="imap://a")
+    second = feed(app, raw, source="imap://b")
+    assert first[0].outcome is Outcome.RECORDED
+    assert (second[0].outcome, second[0].ticket) == (Outcome.DUPLICATE, first[0].ticket)
+    assert Ticket.select().count() == 1
+    assert Outbox.select().count() == 1
+
+
+def test_same_source_key_again_is_not_reapplied(app):
+    raw = make_mail()
+    feed(app, raw)
+    [again] = feed(app, raw)
+    assert again.outcome is Outcome.DUPLICATE
+    assert Ticket.select().count() == 1
+
+
+def test_close_then_reply_reopens_and_says_so(app, clock):
+    [first] = feed(app, make_mail())
+    with transaction(app.db):
+        app.desk.close(first.ticket, "ada", "Replaced the toner.")
+    [closed] = sent_of("closed")
+    assert closed["Subject"] == f"[DESK #{first.ticket}] Ticket #{first.ticket} has been closed"
+    assert "Replaced the toner." in closed.get_body(("plain",)).get_content()
+    clock.now += timedelta(days=2)
+    feed(app, make_mail(subject=closed["Subject"], body="It is broken again",
+                        in_reply_to=closed["Message-ID"]), start=2)
+    ticket = Ticket.get(Ticket.number == first.ticket)
+    assert (ticket.status, ticket.closed_at) == ("open", None)
+    [reopened] = sent_of("reopened")
+    assert f"Ticket #{first.ticket}" in reopened["Subject"]
+    kinds = [e.kind for e in Event.select().where(Event.ticket == ticket).order_by(Event.id)]
+    assert kinds == ["created", "status", "status", "reopened"]
+
+
+def test_reply_after_the_reopen_window_opens_a_linked_ticket(app, clock):
+    [first] = feed(app, make_mail())
+    with transaction(app.db):
+        app.desk.close(first.ticket, "ada", "Done")
+    clock.now += timedelta(days=31)
+    [late] = feed(app, make_mail(subject=f"Re: [DESK #{first.ticket}] Printer"), start=2)
+    assert late.ticket != first.ticket
+    new = Ticket.get(Ticket.number == late.ticket)
+    assert new.linked_to_id == first.ticket
+    assert Ticket.get(Ticket.number == first.ticket).status == "closed"
+    assert f"Ticket #{first.ticket}" in sent_of("ack")[-1].get_body(("plain",)).get_content()
+
+
+def test_out_of_office_is_recorded_but_not_acknowledged(app):
+    [first] = feed(app, make_mail())
+    [auto] = feed(app, make_mail(subject=f"Automatic reply: [DESK #{first.ticket}] Printer",
+                                 headers={"Auto-Submitted": "auto-replied"}), start=2)
+    assert (auto.outcome, auto.ticket) == (Outcome.RECORDED, first.ticket)
+    assert len(sent_of("ack")) == 1
+    message = Message.select().order_by(Message.id.desc()).get()
+    assert (message.verdict, message.decision) == ("auto_reply", "attach")
+    [unrelated] = feed(app, make_mail(subject="Out of office", headers={"Auto-Submitted": "auto-replied"}),
+                       start=3)
+    assert (unrelated.outcome, unrelated.ticket) == (Outcome.RECORDED, None)
+    assert Ticket.select().count() == 1
+
+
+def test_our_own_mail_coming_back_is_not_answered(app):
+    [result] = feed(app, make_mail(sender="Test Desk <desk@example.test>"))
+    assert result.ticket is None
+    assert Outbox.select().count() == 0
+
+
+def test_bad_message_is_quarantined_and_the_rest_of_the_batch_commits(app):
+    results = feed(app, make_mail(subject="good one"), b"", make_mail(subject="good two"))
+    assert [r.outcome for r in results] == [Outcome.RECORDED, Outcome.QUARANTINED, Outcome.RECORDED]
+    assert Ticket.select().count() == 2
+    [held] = Quarantine.select()
+    assert held.raw == b"" and held.error
+    assert IntakeKey.get(IntakeKey.key == "1/2").outcome == "quarantined"
+
+
+def test_mail_without_sender_is_quarantined_and_can_be_retried(app):
+    raw = b"Subject: who am I\r\nMessage-ID: <nosender@x>\r\n\r\nbody\r\n"
+    [result] = feed(app, raw)
+    assert result.outcome is Outcome.QUARANTINED
+    held = Quarantine.get()
+    assert "sender" in held.error
+    again = app.pipeline.retry_quarantined(held.id)
+    assert again.outcome is Outcome.QUARANTINED
+    assert Quarantine.select().count() == 1
+
+
+def test_quarantine_retry_releases_a_message_that_now_works(app):
+    settings = app.settings
+    too_big = make_mail(body="x" * 2000)
+    object.__setattr__(settings.limits, "max_message_bytes", 1000)
+    [result] = feed(app, too_big)
+    assert result.outcome is Outcome.QUARANTINED
+    assert "over the limit" in Quarantine.get().error
+    object.__setattr__(settings.limits, "max_message_bytes", 10_000_000)
+    released = app.pipeline.retry_quarantined(Quarantine.get().id)
+    assert released.outcome is Outcome.RECORDED
+    held = Quarantine.get()
+    assert (held.status, held.ticket_id) == ("released", released.ticket)
+
+
+def test_cursor_is_saved_with_the_batch(app):
+    app.pipeline.process_batch([RawMail("imap://x", "7/3", make_mail())], Cursor("imap://x", 7, 3))
+    assert app.pipeline.load_cursor("imap://x") == Cursor("imap://x", 7, 3)
+    app.pipeline.process_batch([], Cursor("imap://x", 7, 9))
+    assert MailboxState.select().count() == 1
+    assert app.pipeline.load_cursor("imap://x").last_uid == 9
+    assert app.pipeline.outcomes_of("imap://x", ["7/3", "7/4"]) == {"7/3": Outcome.RECORDED}
+
+
+def test_acknowledgements_are_rate_limited_per_sender(app):
+    feed(app, *[make_mail(subject=f"request {i}") for i in range(7)])
+    statuses = [o.status for o in Outbox.select().order_by(Outbox.id)]
+    assert statuses == ["pending"] * 5 + ["held"] * 2
+    assert "rate limit" in Outbox.select().where(Outbox.status == "held").first().last_error
+    assert Ticket.select().count() == 7
