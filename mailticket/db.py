@@ -47,7 +47,6 @@ def open_database(url: str) -> peewee.Database:
             password=unquote(parsed.password) if parsed.password else None,
             host=parsed.hostname or None,
             port=parsed.port or None,
-            autorollback=True,
         )
     else:
         raise ConfigError(f"database: unsupported URL {url!r}")

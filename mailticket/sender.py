@@ -102,7 +102,7 @@ class Sender:
                 attempted += 1
                 if relay_down is not None:
                     # Every message would fail the same way: defer without knocking again.
-                    self._temporary(row, str(relay_down))
+                    self._temporary(row, str(relay_down), give_up=False)
                     continue
                 delivered, relay_down = self._deliver(row)
                 sent += delivered
@@ -116,6 +116,7 @@ class Sender:
         with transaction(self.db):
             won = (Outbox.update(claimed_until=until)
                    .where((Outbox.id == outbox_id) & (Outbox.status == PENDING)
+                          & (Outbox.next_attempt_at <= now)
                           & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
                    .execute())
             if won != 1:
@@ -131,7 +132,7 @@ class Sender:
             self._failed(row, str(exc))
             return False, None
         except RelayUnavailable as exc:
-            self._temporary(row, str(exc))
+            self._temporary(row, str(exc), give_up=False)
             return False, exc
         except TemporaryFailure as exc:
             self._temporary(row, str(exc))
@@ -167,12 +168,16 @@ class Sender:
         self._update(row, status=SENT, sent_at=now, attempts=row.attempts + 1,
                      claimed_until=None, last_error=note or None)
 
-    def _temporary(self, row: Outbox, reason: str, recipients: list[str] | None = None) -> None:
+    def _temporary(self, row: Outbox, reason: str, recipients: list[str] | None = None,
+                   give_up: bool = True) -> None:
+        """Defer the row with backoff. ``give_up=False`` for a relay that cannot be reached at
+        all: an outage delays mail however long it lasts, it never fails it; only the relay's
+        own 4xx answers count towards ``max_attempts``."""
         attempts = row.attempts + 1
         changes: dict = {"attempts": attempts, "last_error": reason, "claimed_until": None}
         if recipients is not None:
             changes["recipients"] = recipients
-        if attempts >= self.outgoing.max_attempts:
+        if give_up and attempts >= self.outgoing.max_attempts:
             log.warning("%s failed after %d attempts: %s", self._describe(row, recipients),
                         attempts, reason)
             changes["status"] = FAILED

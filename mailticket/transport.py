@@ -101,9 +101,8 @@ class SmtpTransport:
             raise
         except smtplib.SMTPAuthenticationError as exc:
             _quietly_close(conn)
-            raise RelayUnavailable(
-                f"{where} refused the login of {s.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}"
-            ) from None
+            raise RelayUnavailable(f"{where} refused the login of {s.username!r}: "
+                                   f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPResponseException as exc:
             _quietly_close(conn)
             raise RelayUnavailable(f"{where}: {exc.smtp_code} {_text(exc.smtp_error)}") from None
@@ -168,7 +167,8 @@ class SmtpTransport:
             raise self._all_refused(exc.recipients, reused) from None
         except smtplib.SMTPSenderRefused as exc:
             self._after_reply(exc.smtp_code, reused, exc.smtp_error)
-            raise _failure(exc.smtp_code, exc.smtp_error, f"sender <{envelope_from}> refused") from None
+            raise _failure(exc.smtp_code, exc.smtp_error,
+                           f"sender <{envelope_from}> refused") from None
         except smtplib.SMTPDataError as exc:
             self._after_reply(exc.smtp_code, reused, exc.smtp_error)
             raise _failure(exc.smtp_code, exc.smtp_error, "message refused") from None
@@ -232,7 +232,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     text = str(exc) or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}" if not isinstance(exc, smtplib.SMTPException) else text
+    if isinstance(exc, smtplib.SMTPException):
+        return text
+    return f"{exc.__class__.__name__}: {text}"
 
 
 class MaildirTransport:

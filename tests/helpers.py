@@ -18,19 +18,17 @@ def write_config(tmp_path: Path, database_url: str, extra: str = "", intake: str
                  outgoing: str | None = None) -> Path:
     intake = intake or "smtp: {listen: '127.0.0.1:0'}"
     outgoing = outgoing or f"maildir: {tmp_path / 'sent'}"
-    text = textwrap.dedent(f"""\
-        database: {database_url}
-        desk:
-          name: Test Desk
-          address: {DESK}
-          ticket_prefix: DESK
-          reopen_window_days: 30
-        intake:
-          {intake}
-        outgoing:
-          {outgoing}
-        storage: {tmp_path / 'store'}
-        """) + textwrap.dedent(extra)
+    text = (f"database: {database_url}\n"
+            "desk:\n"
+            "  name: Test Desk\n"
+            f"  address: {DESK}\n"
+            "  ticket_prefix: DESK\n"
+            "  reopen_window_days: 30\n"
+            "intake:\n"
+            f"  {intake}\n"
+            "outgoing:\n"
+            f"  {outgoing}\n"
+            f"storage: {tmp_path / 'store'}\n") + textwrap.dedent(extra)
     path = tmp_path / "mailticket.yaml"
     path.write_text(text)
     return path

@@ -120,6 +120,7 @@ def test_relay_down_is_temporary_and_it_comes_back(transport, smtp_sink):
     smtp_sink.start()
     transport.send("desk@example.org", ["c@example.com"], MESSAGE)
     assert [m.rcpt_tos for m in smtp_sink.wait_for(2)] == [("a@example.com",), ("c@example.com",)]
+    assert smtp_sink.connections == 2
 
 
 def test_nobody_listening_is_temporary():
@@ -175,3 +176,41 @@ def test_login_failure_is_temporary_and_never_shows_the_password(smtp_sink, capl
 
     assert "hunter2" not in str(err.value) and "hunter2" not in repr(t)
     assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_login(security):
+    from mailticket.config import Secret
+
+    with SmtpSink(tls=security, users={"desk": "s3cret"}) as sink:
+        t = SmtpTransport(settings(sink.host, sink.port, security=security, username="desk",
+                                   password=Secret("s3cret")),
+                          ssl_context=sink.client_ssl_context())
+        t.send("desk@example.org", ["a@example.com"], MESSAGE)
+        t.send("desk@example.org", ["b@example.com"], MESSAGE)
+        t.close()
+
+        assert [m.raw for m in sink.wait_for(2)] == [MESSAGE, MESSAGE]
+        assert sink.logins == ["desk"] and sink.connections == 1
+
+
+def test_wrong_password_is_temporary_and_not_shown(caplog):
+    from mailticket.config import Secret
+
+    with SmtpSink(tls="starttls", users={"desk": "right"}) as sink:
+        t = SmtpTransport(settings(sink.host, sink.port, security="starttls", username="desk",
+                                   password=Secret("wrong-pw-xyz")),
+                          ssl_context=sink.client_ssl_context())
+        with caplog.at_level("DEBUG"), pytest.raises(RelayUnavailable, match="535") as err:
+            t.send("desk@example.org", ["a@example.com"], MESSAGE)
+
+    assert "refused the login of 'desk'" in str(err.value)
+    assert "wrong-pw-xyz" not in str(err.value) and "wrong-pw-xyz" not in caplog.text
+
+
+def test_untrusted_certificate_is_refused():
+    with SmtpSink(tls="starttls") as sink:
+        t = SmtpTransport(settings(sink.host, sink.port, security="starttls"))
+        with pytest.raises(RelayUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            t.send("desk@example.org", ["a@example.com"], MESSAGE)
+        assert sink.messages == []

@@ -7,12 +7,13 @@ change causes through the Mailer, in the same transaction.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Sequence
 
 from mailticket.config import Settings
 from mailticket.errors import InvalidRequest, UnknownTicket
-from mailticket.intake.route import Action, Decision, TicketView
+from mailticket.desk.views import TicketView
 from mailticket.mail.classify import Verdict
 from mailticket.mail.compose import Recipient
 from mailticket.mail.parse import ParsedMail
@@ -25,6 +26,22 @@ log = logging.getLogger(__name__)
 NEW, OPEN, RESOLVED, CLOSED = "new", "open", "resolved", "closed"
 STATUSES = (NEW, OPEN, RESOLVED, CLOSED)
 SYSTEM = "mailticket"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A mail from intake with what was decided about it, as the desk records it."""
+
+    mail: ParsedMail
+    verdict: Verdict
+    decision: str          # the routing action, recorded on the message
+    reason: str            # why, recorded in the ticket's history
+    raw_sha256: str | None
+    source: str
+
+    @property
+    def actor(self) -> str:
+        return self.mail.sender.address if self.mail.sender else "(unknown sender)"
 
 
 def view(ticket: Ticket) -> TicketView:
@@ -68,48 +85,56 @@ class Desk:
 
     # --- mail in -----------------------------------------------------------------------------
 
-    def apply(self, decision: Decision, mail: ParsedMail, verdict: Verdict, *,
-              raw_sha256: str | None, source: str) -> Message:
-        """Apply a routing decision to the tickets; return the recorded message."""
-        action = decision.action
-        ticket: Ticket | None = None
-        if action in (Action.NEW_TICKET, Action.NEW_LINKED):
-            linked = self.get(decision.ticket) if action is Action.NEW_LINKED else None
-            ticket = self._create(mail, linked_to=linked)
-        elif decision.ticket is not None:
-            ticket = self.get(decision.ticket)
-        message = self._record(mail, ticket, verdict, decision, raw_sha256, source)
-        actor = mail.sender.address if mail.sender else "(unknown sender)"
-
-        if action in (Action.NEW_TICKET, Action.NEW_LINKED):
-            assert ticket is not None
-            self._event(ticket, actor, "created", decision.reason)
-            if ticket.linked_to_id:
-                self._event(ticket, SYSTEM, "linked", f"follows ticket #{ticket.linked_to_id}")
-                self._event(ticket.linked_to, SYSTEM, "linked",
-                            f"a later message opened ticket #{ticket.number}")
-            if decision.acknowledge:
-                self.mailer.queue(
-                    "ack", ticket, to=[self._requester(ticket)],
-                    context={"ticket": _ticket_context(ticket),
-                             "unknown_tag": decision.unknown_tag,
-                             "linked_from": ticket.linked_to_id},
-                    in_reply_to=_real_id(mail.message_id),
-                    references=[r for r in mail.references if _real_id(r)],
-                )
-        elif action is Action.FOLLOW_UP:
-            assert ticket is not None
-            self._event(ticket, actor, "follow_up", f"message {mail.message_id}")
-            if ticket.status == RESOLVED and view(ticket).involves(actor):
-                self._set_status(ticket, OPEN, actor, "the requester replied to a resolved ticket")
-            self._touch(ticket)
-        elif action is Action.REOPEN:
-            assert ticket is not None
-            self._reopen(ticket, actor, mail.body.strip()[:2000], by_mail=True)
-        elif action is Action.ATTACH:
-            assert ticket is not None
-            self._event(ticket, actor, "automated_mail", f"{verdict.kind.value}: {verdict.reason}")
+    def open_ticket(self, arrival: Arrival, *, linked_to: int | None = None,
+                    unknown_tag: int | None = None, acknowledge: bool = True) -> Message:
+        """A new request: the ticket, its first message and (for people) the acknowledgement."""
+        mail = arrival.mail
+        linked = self.get(linked_to) if linked_to is not None else None
+        ticket = self._create(mail, linked_to=linked)
+        message = self._record(arrival, ticket)
+        self._event(ticket, arrival.actor, "created", arrival.reason)
+        if linked is not None:
+            self._event(ticket, SYSTEM, "linked", f"follows ticket #{linked.number}")
+            self._event(linked, SYSTEM, "linked", f"a later message opened ticket #{ticket.number}")
+        if acknowledge:
+            self.mailer.queue(
+                "ack", ticket, to=[self._requester(ticket)],
+                context={"ticket": _ticket_context(ticket), "unknown_tag": unknown_tag,
+                         "linked_from": linked.number if linked else None},
+                in_reply_to=_real_id(mail.message_id),
+                references=[r for r in mail.references if _real_id(r)],
+            )
         return message
+
+    def follow_up(self, number: int, arrival: Arrival) -> Message:
+        """A reply on a ticket that is not closed. The requester (or a Cc) answering a resolved
+        ticket sends it back to open."""
+        ticket = self.get(number)
+        message = self._record(arrival, ticket)
+        self._event(ticket, arrival.actor, "follow_up", f"message {arrival.mail.message_id}")
+        if ticket.status == RESOLVED and view(ticket).involves(arrival.actor):
+            self._set_status(ticket, OPEN, arrival.actor,
+                             "the requester replied to a resolved ticket")
+        self._touch(ticket)
+        return message
+
+    def reopen_by_mail(self, number: int, arrival: Arrival) -> Message:
+        ticket = self.get(number)
+        message = self._record(arrival, ticket)
+        self._reopen(ticket, arrival.actor, arrival.mail.body.strip()[:2000], by_mail=True)
+        return message
+
+    def attach(self, number: int, arrival: Arrival) -> Message:
+        """Automated mail about a ticket (an out-of-office reply to our mail...): kept on the
+        ticket, nothing else changes and nobody is told."""
+        ticket = self.get(number)
+        message = self._record(arrival, ticket)
+        self._event(ticket, arrival.actor, "automated_mail", arrival.reason)
+        return message
+
+    def keep(self, arrival: Arrival) -> Message:
+        """Mail that concerns no ticket and makes none (automated mail, our own): recorded."""
+        return self._record(arrival, None)
 
     # --- agents (the CLI) ----------------------------------------------------------------------
 
@@ -169,8 +194,8 @@ class Desk:
                              requester_name=mail.sender.name, cc=cc[:50], linked_to=linked_to,
                              created_at=now, updated_at=now)
 
-    def _record(self, mail: ParsedMail, ticket: Ticket | None, verdict: Verdict,
-                decision: Decision, raw_sha256: str | None, source: str) -> Message:
+    def _record(self, arrival: Arrival, ticket: Ticket | None) -> Message:
+        mail = arrival.mail
         message = Message.create(
             ticket=ticket, direction="in", message_id=mail.message_id,
             sender=mail.sender.address if mail.sender else "",
@@ -178,9 +203,9 @@ class Desk:
             to=[a.address for a in mail.to][:100], cc=[a.address for a in mail.cc][:100],
             subject=mail.subject, body=mail.body, date=mail.date,
             in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
-            references=list(mail.references), verdict=verdict.kind.value,
-            verdict_reason=verdict.reason, decision=decision.action.value,
-            raw_sha256=raw_sha256, source=source, defects=list(mail.defects),
+            references=list(mail.references), verdict=arrival.verdict.kind.value,
+            verdict_reason=arrival.verdict.reason, decision=arrival.decision,
+            raw_sha256=arrival.raw_sha256, source=arrival.source, defects=list(mail.defects),
             created_at=self.clock(),
         )
         for part in mail.attachments:

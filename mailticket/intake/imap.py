@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DELETED = b"\\Deleted"
 IDLE_SLICE = 1.0  # seconds between looks at the stop event while idling
+_BYTES_REPR = re.compile(r"b(['\"])(.*)\1")
 
 
 class Sink(Protocol):
@@ -172,7 +174,7 @@ def _is_keepalive(response: object) -> bool:
 
 def backoff_delay(attempt: int, base: float, cap: float,
                   rand: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with jitter: between half and all of min(cap, base * 2**attempt)."""
+    """Capped exponential backoff with jitter: half to all of min(cap, base * 2**attempt)."""
     ceiling = min(cap, base * (2 ** min(attempt, 32)))
     return ceiling / 2 + rand() * ceiling / 2
 
@@ -182,6 +184,9 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ProtocolError):
         return "ProtocolError (unparsable server response)"  # its text may quote mail content
     text = " ".join(str(exc).split())
+    quoted = _BYTES_REPR.fullmatch(text)  # imapclient passes server replies on as "b'...'"
+    if quoted:
+        text = quoted.group(2)
     if len(text) > 200:
         text = text[:200] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -226,7 +231,10 @@ class ImapSource:
         log.info("%s: stopped", self.label)
 
     def _log_failure(self, exc: Exception, delay: float) -> None:
-        if isinstance(exc, LoginError):
+        if isinstance(exc, LoginError) and "[UNAVAILABLE]" in str(exc):  # RFC 5530: server-side
+            log.warning("%s: the server cannot log us in right now (%s); retrying in %.1fs",
+                        self.label, describe(exc), delay)
+        elif isinstance(exc, LoginError):
             log.error("%s: login failed (%s); check the username and password; "
                       "retrying in %.1fs", self.label, describe(exc), delay)
         elif isinstance(exc, (OSError, IMAPClientError, TemporaryFailure)):
@@ -292,13 +300,16 @@ class ImapSource:
         stranded = uids_up_to(client, last_uid)
         if not stranded:
             return []
-        flagged = set(uids_up_to(client, last_uid, "DELETED"))
+        # Without MOVE, a crash between COPY + \Deleted and EXPUNGE leaves copied messages
+        # flagged: expunge them rather than copy them twice. (With MOVE we never flag anything.)
+        flagged = (set() if client.has_capability("MOVE")
+                   else set(uids_up_to(client, last_uid, "DELETED")))
         unknown: list[int] = []
         for chunk in batches(stranded, self.mailbox.batch_size):
             keys = {message_key(uidvalidity, uid): uid for uid in chunk}
             outcomes = self.sink.outcomes_of(self.label, list(keys))
             targets: dict[str, list[int]] = {}
-            copied: list[int] = []  # copied and flagged before a crash: only the expunge is left
+            copied: list[int] = []
             for key, uid in keys.items():
                 outcome = outcomes.get(key)
                 if outcome is None:

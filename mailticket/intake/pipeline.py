@@ -17,10 +17,10 @@ import peewee
 
 from mailticket.config import Settings
 from mailticket.db import savepoint, transaction
-from mailticket.desk.tickets import Desk
+from mailticket.desk.tickets import Arrival, Desk
 from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
-from mailticket.intake.route import Action, route, tag_pattern
+from mailticket.intake.route import Action, Decision, route, tag_pattern
 from mailticket.mail.classify import classify
 from mailticket.mail.parse import parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
@@ -160,8 +160,9 @@ class Pipeline:
             decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
                            verdict.kind.value, decision.reason)
             return self._quarantine(item, decision.reason, message_id=mail.message_id)
-        raw_sha = self.desk.store.put(item.raw)
-        message = self.desk.apply(decision, mail, verdict, raw_sha256=raw_sha, source=item.source)
+        arrival = Arrival(mail, verdict, decision.action.value, decision.reason,
+                          raw_sha256=self.desk.store.put(item.raw), source=item.source)
+        message = self._apply(decision, arrival)
         IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
                          outcome="recorded", message=message, at=self.clock())
         decisions.info("%s from=%s verdict=%s (%s) decision=%s (%s) ticket=%s",
@@ -170,6 +171,22 @@ class Pipeline:
                        message.ticket_id)
         return Result(item.key, Outcome.RECORDED, ticket=message.ticket_id,
                       detail=decision.action.value)
+
+    def _apply(self, decision: Decision, arrival: Arrival) -> Message:
+        action, desk = decision.action, self.desk
+        if action is Action.NEW_TICKET:
+            return desk.open_ticket(arrival, unknown_tag=decision.unknown_tag,
+                                    acknowledge=decision.acknowledge)
+        if action is Action.NEW_LINKED:
+            return desk.open_ticket(arrival, linked_to=decision.ticket,
+                                    acknowledge=decision.acknowledge)
+        if action is Action.FOLLOW_UP:
+            return desk.follow_up(decision.ticket, arrival)
+        if action is Action.REOPEN:
+            return desk.reopen_by_mail(decision.ticket, arrival)
+        if action is Action.ATTACH:
+            return desk.attach(decision.ticket, arrival)
+        return desk.keep(arrival)
 
     def _quarantine(self, item: RawMail, error: str, message_id: str = "") -> Result:
         if item.key.startswith("quarantine/"):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, Sequence
 
+from mailticket.desk.views import TicketView
 from mailticket.mail.classify import Kind, Verdict
 from mailticket.mail.parse import ParsedMail
 
@@ -25,19 +26,6 @@ class Action(enum.Enum):
     ATTACH = "attach"                # automated mail about a ticket: kept on it, nothing changes
     IGNORE = "ignore"                # automated mail about nothing we know: kept, no ticket
     QUARANTINE = "quarantine"        # cannot be a ticket (no sender): kept aside for the admin
-
-
-@dataclass(frozen=True)
-class TicketView:
-    number: int
-    status: str
-    requester: str
-    cc: frozenset[str]
-    closed_at: datetime | None
-
-    def involves(self, address: str) -> bool:
-        address = address.lower()
-        return address == self.requester.lower() or address in self.cc
 
 
 class Lookup(Protocol):

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mailticket.intake.route import Action, TicketView, find_tag, route, tag_pattern
+from mailticket.desk.views import TicketView
+from mailticket.intake.route import Action, find_tag, route, tag_pattern
 from mailticket.mail.classify import Kind, Verdict
 from mailticket.mail.parse import Address, ParsedMail
 

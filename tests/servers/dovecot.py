@@ -6,12 +6,14 @@ Fixtures:
   TLS on ``tls_port``, certificate authority in ``ca_file``).
 - ``dovecot_nomove`` (session): the same without MOVE and IDLE in its capability list, for the
   COPY + \\Deleted + EXPUNGE fallback and for polling.
-- ``fresh_mailbox`` (function): empties every folder of every user on ``dovecot`` (and restarts it if
-  a test left it stopped), then returns ``dovecot``.
+- ``fresh_mailbox`` (function): empties every folder of every user on ``dovecot`` (starting it
+  again if a test left it stopped), then returns ``dovecot``.
 
-Users are ``desk``, ``desk2`` and ``robot``, password ``secret``. Everything (config, base_dir,
-state, logs, maildirs) lives under one ``tmp_path_factory`` directory; ``dovecot.log`` there is the
-first place to look when a test fails.
+Users are ``desk``, ``desk2`` and ``robot``, password ``secret``. The config, certificate and
+``dovecot.log`` (the first place to look when a test fails) live in a ``tmp_path_factory``
+directory. What Dovecot's unprivileged processes must reach (base_dir, the users file, the
+maildirs) lives in a ``/tmp/mailticket-dovecot-*`` directory removed at the end: pytest keeps its
+own directories 0700 and resets that at every session start, so they cannot be relied on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,6 +98,7 @@ class Dovecot:
 
     def __init__(self, root: Path, *, capability: str | None = None, tls: bool = True):
         self.root = root
+        self.data = Path(tempfile.mkdtemp(prefix="mailticket-dovecot-"))
         self.port = free_port()
         self.tls_port: int | None = None
         self.ca_file: Path | None = None
@@ -107,24 +111,29 @@ class Dovecot:
 
     def _write_config(self, capability: str | None, user_name: str, group_name: str,
                       tls: bool) -> None:
-        root = self.root
-        for name in ("run", "state", "mail"):
-            (root / name).mkdir(exist_ok=True)
-        (root / "users").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}\n" for u in USERS))
+        root, data = self.root, self.data
         unprivileged = os.geteuid() != 0
+        os.chmod(data, 0o711)  # traversable, not listable
+        for name in ("run", "state", "mail"):
+            (data / name).mkdir()
+        users = data / "users"
+        users.write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}\n" for u in USERS))
+        os.chmod(users, 0o640)
         if not unprivileged:
-            os.chown(root / "mail", self.uid, self.gid)
-            _let_traverse(root)
+            os.chown(users, 0, self.gid)
+            os.chown(data / "mail", self.uid, self.gid)
+        os.chmod(data / "mail", 0o700)
         certificate = _make_certificate(root) if tls else None
         lines = [
-            f"base_dir = {root}/run",
-            f"state_dir = {root}/state",
+            f"base_dir = {data}/run",
+            f"state_dir = {data}/state",
             f"instance_name = mailticket-test-{self.port}",
             f"log_path = {self.log_path}",
             "protocols = imap",
             f"listen = {self.host}",
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
+            "auth_failure_delay = 0",  # see anvil-auth-penalty below
             f"default_internal_user = {user_name}",
             f"default_internal_group = {group_name}",
             f"default_login_user = {user_name}",
@@ -136,11 +145,11 @@ class Dovecot:
             "mailbox_idle_check_interval = 1 secs",
             "passdb {",
             "  driver = passwd-file",
-            f"  args = scheme=PLAIN username_format=%n {root}/users",
+            f"  args = scheme=PLAIN username_format=%n {users}",
             "}",
             "userdb {",
             "  driver = static",
-            f"  args = uid={self.uid} gid={self.gid} home={root}/mail/%n",
+            f"  args = uid={self.uid} gid={self.gid} home={data}/mail/%n",
             "}",
             "protocol imap {",
             "  mail_max_userip_connections = 100",
@@ -167,8 +176,12 @@ class Dovecot:
             # An unprivileged master cannot chroot or change users.
             lines += ["  chroot ="]
         lines += ["}"]
+        # Dovecot slows every login from an IP after a failed one (2 s, doubling to 15 s): with no
+        # socket to reach anvil's penalty service, the auth process skips it.
+        lines += ["service anvil {", "  unix_listener anvil-auth-penalty {", "    mode = 0", "  }"]
+        lines += ["  chroot =", "}"] if unprivileged else ["}"]
         if unprivileged:
-            for service in ("anvil", "ipc", "old-stats", "pop3-login", "submission-login",
+            for service in ("ipc", "old-stats", "pop3-login", "submission-login",
                             "imap-urlauth-login"):
                 lines += [f"service {service} {{", "  chroot =", "}"]
         if certificate is not None:
@@ -192,7 +205,8 @@ class Dovecot:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(DOVECOT_BIN), "-F", "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -213,14 +227,22 @@ class Dovecot:
         """Stop the server; its clients are disconnected. Mail and port are kept for start()."""
         if self.process is None:
             return
+        # The whole process group: the master alone lets an IDLE session linger for 10 s.
+        group = self.process.pid
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            _signal_group(group, signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                _signal_group(group, signal.SIGKILL)
                 self.process.wait()
+        _signal_group(group, signal.SIGKILL)  # any straggler still holding the port
         self.process = None
+
+    def remove(self) -> None:
+        """Stop and delete the mail (the config and log stay for pytest's usual retention)."""
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -314,17 +336,11 @@ class Dovecot:
             self.empty(user)
 
 
-def _let_traverse(path: Path) -> None:
-    """Let Dovecot's unprivileged processes reach ``path``: o+x on it and its ancestors.
-
-    pytest makes its temporary directories 0700; only the search bit is added (nothing becomes
-    listable or readable), up to the first ancestor that is already traversable.
-    """
-    for directory in [path, *path.parents]:
-        mode = directory.stat().st_mode
-        if mode & 0o001:
-            break
-        os.chmod(directory, (mode & 0o7777) | 0o001)
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _require_dovecot() -> None:
@@ -340,11 +356,11 @@ def _server(tmp_path_factory: pytest.TempPathFactory, name: str,
             capability: str | None = None) -> Iterator[Dovecot]:
     _require_dovecot()
     server = Dovecot(tmp_path_factory.mktemp(name), capability=capability)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
-        server.stop()
+        server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,10 @@ Used as a pytest plugin (fixture ``smtp_sink``) and, without pytest, as the plai
     sink.fail_next(2, 451)   # the next two DATA commands answer 451
     sink.stop(); sink.start()  # the relay is down, then back on the same port
     sink.close()
+
+``SmtpSink(tls="starttls", users={"desk": "pw"})`` offers STARTTLS (``tls="ssl"``: TLS from the
+first byte) with a throwaway self-signed certificate, and AUTH for those users; clients trust
+it through ``sink.client_ssl_context()``.
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ import asyncio
 import email.message
 import email.parser
 import email.policy
+import functools
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 #: What a failure code sounds like when the test does not say.
 DEFAULT_TEXT = {
@@ -45,6 +55,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=None)
+def self_signed_certificate() -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1 and localhost, made once per process with openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the smtp sink needs the openssl command for TLS")
+    directory = Path(tempfile.mkdtemp(prefix="smtpsink-tls-"))
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True)
+    return cert, key
+
+
 @dataclass(frozen=True)
 class SunkMessage:
     """One message the sink accepted: the envelope and the bytes exactly as received."""
@@ -55,7 +81,8 @@ class SunkMessage:
 
     @property
     def message(self) -> email.message.EmailMessage:
-        return email.parser.BytesParser(policy=email.policy.default).parsebytes(self.raw)  # type: ignore[return-value]
+        parser = email.parser.BytesParser(policy=email.policy.default)
+        return parser.parsebytes(self.raw)  # type: ignore[return-value]
 
 
 @dataclass
@@ -97,11 +124,17 @@ class SmtpSink:
 
     host: str = "127.0.0.1"
     port: int = 0
-    messages: list[SunkMessage] = field(default_factory=list)
-    #: Connections that greeted us (EHLO/HELO/LHLO): a persistent client keeps this at 1.
+    messages: list[SunkMessage] = field(default_factory=list, repr=False)
+    #: Connections that greeted us (EHLO/HELO): a persistent client keeps this at 1.
     connections: int = 0
     #: DATA commands answered, including the ones told to fail.
     data_commands: int = 0
+    #: None (plain), "starttls" (offered, not required) or "ssl" (TLS from the first byte).
+    tls: str | None = None
+    #: When given, AUTH PLAIN/LOGIN is offered (after TLS) and checked against these.
+    users: dict[str, str] | None = None
+    #: Usernames that logged in successfully, in order.
+    logins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -120,20 +153,29 @@ class SmtpSink:
 
     def start(self) -> "SmtpSink":
         if self._controller is None:
+            options: dict = {}
+            if self.tls is not None:
+                cert, key = self_signed_certificate()
+                server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                server_context.load_cert_chain(cert, key)
+                if self.tls == "ssl":
+                    options["ssl_context"] = server_context
+                else:
+                    options["tls_context"] = server_context
+            if self.users is not None:
+                options["authenticator"] = self._authenticate
+                options["auth_require_tls"] = self.tls == "starttls"
             controller = _SinkController(self, hostname=self.host, port=self.port,
-                                         ready_timeout=10.0)
-            controller.start()
+                                         ready_timeout=10.0, **options)
+            controller.start()  # its start-up probe never greets, so it is not counted
             self._controller = controller
-            # The controller's own start-up probe is not a client.
-            with self._lock:
-                self.connections = 0
         return self
 
     def stop(self) -> None:
         """Stop listening and cut every open connection: the relay is down."""
-        controller, self._controller = self._controller, None
-        if controller is not None:
+        if self._controller is not None:
             self.drop_connections()
+            controller, self._controller = self._controller, None
             controller.stop()
 
     refuse_connections = stop
@@ -158,8 +200,9 @@ class SmtpSink:
 
         def close_all() -> None:
             for session in list(self._sessions):
-                if session.transport is not None:
-                    session.transport.close()
+                for transport in (session.transport, session._original_transport):
+                    if transport is not None:
+                        transport.close()
             done.set()
 
         controller.loop.call_soon_threadsafe(close_all)
@@ -185,6 +228,11 @@ class SmtpSink:
             self._rejected_rcpts[address.lower()] = (
                 code, text or ("5.1.1 No such user" if code >= 500 else "4.2.1 Mailbox busy"))
 
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this sink's certificate (and verifies it)."""
+        context = ssl.create_default_context(cafile=str(self_signed_certificate()[0]))
+        return context
+
     def clear(self) -> None:
         """Forget collected messages, counters, pending failures and rejected recipients."""
         with self._lock:
@@ -193,6 +241,7 @@ class SmtpSink:
             self._rejected_rcpts.clear()
             self.connections = 0
             self.data_commands = 0
+            self.logins.clear()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[SunkMessage]:
         """The first ``count`` messages, waiting for them up to ``timeout`` seconds."""
@@ -211,13 +260,13 @@ class SmtpSink:
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str, responses: list[str]) -> list[str]:
-        self._greeted()
+        self._greeted(server)
         session.host_name = hostname
         return responses
 
     async def handle_HELO(self, server: SMTP, session: Session, envelope: Envelope,
                           hostname: str) -> str:
-        self._greeted()
+        self._greeted(server)
         session.host_name = hostname
         return f"250 {server.hostname}"
 
@@ -250,11 +299,24 @@ class SmtpSink:
             asyncio.get_running_loop().call_soon(server.transport.close)
         return f"{failure.code} {failure.text}"
 
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: object) -> AuthResult:
+        if isinstance(auth_data, LoginPassword) and self.users is not None:
+            login = auth_data.login.decode("utf-8", "replace")
+            if self.users.get(login) == auth_data.password.decode("utf-8", "replace"):
+                with self._lock:
+                    self.logins.append(login)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _greeted(self) -> None:
-        with self._lock:
-            self.connections += 1
+    def _greeted(self, server: SMTP) -> None:
+        # Once per connection, however often it says EHLO (again after STARTTLS, after RSET...).
+        if not getattr(server, "_sink_counted", False):
+            server._sink_counted = True  # type: ignore[attr-defined]
+            with self._lock:
+                self.connections += 1
 
     def _opened(self, session: _CountingSMTP) -> None:
         self._sessions.add(session)

@@ -1,0 +1,155 @@
+"""The command line as an agent uses it: one clear line and a non-zero exit on every mistake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mailticket import cli
+from mailticket.intake.items import RawMail
+from mailticket.models import Outbox
+from mailticket.wiring import build
+from tests.helpers import make_mail, write_config
+
+
+@pytest.fixture
+def config(tmp_path, database_url):
+    return str(write_config(tmp_path, database_url))
+
+
+@pytest.fixture
+def ticket(config, tmp_path):
+    """One ticket made by intake; returns its number."""
+    from mailticket import config as configmod
+
+    app = build(configmod.load(config))
+    [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
+    app.db.close()
+    return result.ticket
+
+
+def run(capsys, *args):
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_config_ok(capsys, config):
+    code, out, _ = run(capsys, "--config", config, "check-config")
+    assert code == 0 and "OK" in out
+
+
+def test_invalid_config_names_file_and_key(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database: sqlite:///x.db\ndesk: {address: nope}\noutgoing: {maildir: sent}\n"
+                   "intake: {imap: [{host: h, port: abc, username: u, password: p}]}\n")
+    code, _, err = run(capsys, "--config", str(bad), "check-config")
+    assert code == cli.EXIT_CONFIG
+    assert f"{bad}: intake.imap[0].port: expected an integer, got 'abc'" in err
+    assert "desk.address" in err
+    assert "Traceback" not in err
+
+
+def test_run_refuses_an_invalid_config(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database: 42\n")
+    code, _, err = run(capsys, "--config", str(bad), "run")
+    assert code == cli.EXIT_CONFIG and "database" in err
+
+
+def test_missing_config_file(capsys, tmp_path):
+    code, _, err = run(capsys, "--config", str(tmp_path / "nope.yaml"), "check-config")
+    assert code == cli.EXIT_CONFIG and "no such config file" in err
+
+
+def test_init_db(capsys, config):
+    code, out, _ = run(capsys, "--config", config, "init-db")
+    assert code == 0 and "database ready" in out
+
+
+def test_list_and_show(capsys, config, ticket):
+    code, out, _ = run(capsys, "--config", config, "ticket", "list")
+    assert code == 0 and "Printer on floor 3" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "list", "--status", "new", "--json")
+    assert [t["number"] for t in json.loads(out)] == [ticket]
+    code, out, _ = run(capsys, "--config", config, "ticket", "list", "--status", "closed")
+    assert "no tickets" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket))
+    assert code == 0 and f"Ticket #{ticket}" in out and "It prints blank pages" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", f"#{ticket}", "--json")
+    shown = json.loads(out)
+    assert shown["status"] == "new" and shown["events"][0]["kind"] == "created"
+
+
+def test_reply_close_reopen(capsys, config, ticket):
+    code, out, _ = run(capsys, "--config", config, "ticket", "reply", str(ticket),
+                       "--message", "Is it plugged in?", "--as", "ada")
+    assert code == 0 and "ann@example.org" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "close", str(ticket), "-m", "Plugged in")
+    assert code == 0
+    code, _, err = run(capsys, "--config", config, "ticket", "close", str(ticket), "-m", "again")
+    assert code == cli.EXIT_FAILED and "already closed" in err
+    code, out, _ = run(capsys, "--config", config, "ticket", "reopen", str(ticket), "-m", "Not fixed")
+    assert code == 0
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket), "--json")
+    shown = json.loads(out)
+    assert shown["status"] == "open"
+    assert [m["direction"] for m in shown["messages"]] == ["in", "out"]
+    assert {e["actor"] for e in shown["events"][1:]} >= {"ada"}
+    assert [o.kind for o in Outbox.select().order_by(Outbox.id)] == ["ack", "reply", "closed", "reopened"]
+
+
+def test_unknown_ticket_is_one_line_and_exit_1(capsys, config):
+    for action in (["show", "999"], ["close", "999", "-m", "x"], ["reply", "999", "-m", "x"]):
+        code, _, err = run(capsys, "--config", config, "ticket", *action)
+        assert code == cli.EXIT_FAILED
+        assert err.strip() == "mailticket: no ticket #999"
+
+
+def test_reopen_of_open_ticket_fails(capsys, config, ticket):
+    code, _, err = run(capsys, "--config", config, "ticket", "reopen", str(ticket), "-m", "x")
+    assert code == cli.EXIT_FAILED and "not closed" in err
+
+
+def test_empty_message_is_refused(capsys, config, ticket):
+    code, _, err = run(capsys, "--config", config, "ticket", "close", str(ticket), "-m", "  ")
+    assert code == cli.EXIT_FAILED and "empty" in err
+
+
+@pytest.mark.parametrize("args", [["ticket", "show", "abc"], ["ticket", "show", "0"],
+                                  ["ticket", "frobnicate"], ["ticket", "close", "1"], []])
+def test_bad_arguments_exit_2(capsys, config, args):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--config", config, *args])
+    assert exited.value.code == cli.EXIT_USAGE
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_quarantine_list_and_retry(capsys, config):
+    from mailticket import config as configmod
+
+    app = build(configmod.load(config))
+    app.pipeline.process_batch([RawMail("test", "1/9", b"Subject: nobody\r\n\r\nhi\r\n")])
+    app.db.close()
+    code, out, _ = run(capsys, "--config", config, "quarantine", "list", "--json")
+    [held] = json.loads(out)
+    assert "sender" in held["error"]
+    code, out, _ = run(capsys, "--config", config, "quarantine", "list")
+    assert f"#{held['id']}" in out
+    code, _, err = run(capsys, "--config", config, "quarantine", "retry", str(held["id"]))
+    assert code == cli.EXIT_FAILED and "still fails" in err
+    code, _, err = run(capsys, "--config", config, "quarantine", "retry", "12345")
+    assert code == cli.EXIT_FAILED and "no quarantined message #12345" in err
+
+
+def test_outbox_list_and_retry(capsys, config, ticket):
+    code, out, _ = run(capsys, "--config", config, "outbox", "list", "--json")
+    [row] = json.loads(out)
+    assert (row["kind"], row["status"]) == ("ack", "pending")
+    Outbox.update(status="failed", last_error="550 no such user").execute()
+    code, out, _ = run(capsys, "--config", config, "outbox", "list", "--failed")
+    assert "550 no such user" in out
+    code, out, _ = run(capsys, "--config", config, "outbox", "retry", str(row["id"]))
+    assert code == 0
+    assert Outbox.get().status == "pending"

@@ -1,0 +1,114 @@
+"""Outgoing mail: templates, overrides, escaping, headers that cannot be injected, threading."""
+
+from __future__ import annotations
+
+import email
+from email.policy import default
+
+import pytest
+
+from mailticket.errors import ConfigError
+from mailticket.mail.compose import Composer, Recipient, build_message, ticket_tag
+
+DESK = Recipient("Service Desk", "desk@example.test")
+
+
+def context(**ticket):
+    base = {"number": 7, "subject": "Printer", "status": "new", "requester": "ann@example.org",
+            "requester_name": "Ann", "resolution": None, "created_at": None}
+    base.update(ticket)
+    return {"desk": {"name": "Service Desk", "address": "desk@example.test"}, "tag": "[DESK #7]",
+            "reopen_window_days": 30, "ticket": base, "unknown_tag": None, "linked_from": None,
+            "text": "", "author": "ada"}
+
+
+def build(rendered, **kwargs):
+    raw = build_message(rendered, sender=DESK, to=[Recipient("Ann", "ann@example.org")],
+                        message_id="<id@example.test>", tag="[DESK #7]", ticket=7, **kwargs)
+    return email.message_from_bytes(raw, policy=default)
+
+
+def test_shipped_templates_are_complete():
+    Composer().check()
+
+
+@pytest.mark.parametrize("kind", ["ack", "reply", "closed", "reopened"])
+def test_every_kind_renders_text_and_html(kind):
+    rendered = Composer().render(kind, context(resolution="Fixed"))
+    assert "[DESK #7]" in rendered.subject
+    assert rendered.text.strip()
+    assert rendered.html and "<p>" in rendered.html
+
+
+def test_closed_subject_and_resolution():
+    rendered = Composer().render("closed", context(resolution="Replaced the toner"))
+    assert rendered.subject == "[DESK #7] Ticket #7 has been closed"
+    assert "Replaced the toner" in rendered.text
+
+
+def test_user_text_is_escaped_in_html_and_never_run_as_a_template():
+    rendered = Composer().render("ack", context(subject="<script>alert(1)</script> {{ 7*7 }}"))
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;" in rendered.html
+    assert "{{ 7*7 }}" in rendered.text and "49" not in rendered.text
+
+
+def test_subject_with_cr_lf_cannot_inject_headers():
+    rendered = Composer().render("ack", context(subject="Hi\r\nBcc: victim@example.net"))
+    message = build(rendered)
+    assert message["Bcc"] is None
+    assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
+
+
+def test_name_with_line_break_cannot_inject_headers():
+    rendered = Composer().render("ack", context())
+    raw = build_message(rendered, sender=DESK,
+                        to=[Recipient("Ann\r\nBcc: victim@example.net", "ann@example.org")],
+                        message_id="<id@x>", tag="[DESK #7]", ticket=7)
+    message = email.message_from_bytes(raw, policy=default)
+    assert message["Bcc"] is None
+    assert message["To"].addresses[0].addr_spec == "ann@example.org"
+
+
+def test_automated_mail_is_marked_and_threaded():
+    message = build(Composer().render("ack", context()), in_reply_to="<user@example.org>",
+                    references=["<root@example.org>"])
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["X-Loop"] == "desk@example.test"
+    assert message["X-Mailticket-Ticket"] == "7"
+    assert message["In-Reply-To"] == "<user@example.org>"
+    assert message["References"] == "<root@example.org> <user@example.org>"
+    assert message.get_body(("html",)) is not None
+
+
+def test_agent_reply_is_not_marked_automated():
+    message = build(Composer().render("reply", context(text="Try again")), automated=False)
+    assert message["Auto-Submitted"] is None
+
+
+def test_tag_is_added_when_an_override_leaves_it_out(tmp_path):
+    (tmp_path / "ack.subject.j2").write_text("We got it")
+    rendered = Composer(tmp_path).render("ack", context())
+    assert rendered.subject == "We got it"
+    assert str(build(rendered)["Subject"]) == "[DESK #7] We got it"
+    assert ticket_tag("DESK", 7) == "[DESK #7]"
+
+
+def test_override_directory_wins_and_falls_back(tmp_path):
+    (tmp_path / "ack.txt.j2").write_text("Custom ack for {{ ticket.number }}\n")
+    composer = Composer(tmp_path)
+    assert composer.render("ack", context()).text == "Custom ack for 7\n"
+    assert "has been closed" in composer.render("closed", context()).subject
+
+
+def test_broken_override_is_reported_by_check(tmp_path):
+    (tmp_path / "ack.txt.j2").write_text("{% if %}")
+    with pytest.raises(ConfigError) as caught:
+        Composer(tmp_path).check()
+    assert "ack.txt.j2" in str(caught.value)
+
+
+def test_undefined_variable_is_an_error_not_empty_text(tmp_path):
+    (tmp_path / "ack.txt.j2").write_text("{{ nonsense }}")
+    with pytest.raises(Exception, match="nonsense"):
+        Composer(tmp_path).render("ack", context())
