@@ -21,7 +21,7 @@ pytest_plugins = [
 POSTGRES_ENV = "MAILTICKET_TEST_POSTGRES"
 
 
-def _backends() -> list[str]:
+def backends() -> list[str]:
     backends = ["sqlite"]
     if os.environ.get(POSTGRES_ENV):
         backends.append("postgres")
@@ -35,9 +35,8 @@ def postgres_url() -> str:
     return value
 
 
-@pytest.fixture
-def fresh_postgres_url():
-    """A throwaway schema-isolated PostgreSQL database URL (a new database per test)."""
+def create_postgres_database() -> tuple[str, str]:
+    """A new, empty PostgreSQL database: (url, name)."""
     base = postgres_url()
     admin = dbmod.open_database(base)
     name = "mt_" + uuid.uuid4().hex[:12]
@@ -45,18 +44,28 @@ def fresh_postgres_url():
     admin.execute_sql(f'CREATE DATABASE "{name}"')
     admin.close()
     head, _, _ = base.rpartition("/")
-    url = f"{head}/{name}"
-    yield url
-    admin = dbmod.open_database(base)
+    return f"{head}/{name}", name
+
+
+def drop_postgres_database(name: str) -> None:
+    admin = dbmod.open_database(postgres_url())
     admin.connect()
     admin.execute_sql(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (name,))
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
     admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}"')
     admin.close()
 
 
-@pytest.fixture(params=_backends())
+@pytest.fixture
+def fresh_postgres_url():
+    """A throwaway PostgreSQL database (a new database per test)."""
+    url, name = create_postgres_database()
+    yield url
+    drop_postgres_database(name)
+
+
+@pytest.fixture(params=backends())
 def database_url(request, tmp_path):
     """A fresh, empty database URL: SQLite in tmp_path, and PostgreSQL when enabled."""
     if request.param == "sqlite":

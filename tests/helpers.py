@@ -16,7 +16,7 @@ DESK = "desk@example.test"
 
 def write_config(tmp_path: Path, database_url: str, extra: str = "", intake: str | None = None,
                  outgoing: str | None = None) -> Path:
-    intake = intake or "smtp: {listen: '127.0.0.1:0'}"
+    intake = intake or "smtp: {listen: '127.0.0.1:18025'}"
     outgoing = outgoing or f"maildir: {tmp_path / 'sent'}"
     text = (f"database: {database_url}\n"
             "desk:\n"
