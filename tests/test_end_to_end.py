@@ -25,6 +25,8 @@ def daemon(tmp_path, database_url, fresh_mailbox, smtp_sink):
     intake = (f"imap:\n"
               f"    - {{host: 127.0.0.1, port: {fresh_mailbox.port}, security: none, "
               f"username: desk, password: '${{DESK_IMAP_PASSWORD}}', idle: true, poll_interval: 1}}\n"
+              f"    - {{host: 127.0.0.1, port: {fresh_mailbox.port}, security: none, "
+              f"username: desk2, password: '${{DESK_IMAP_PASSWORD}}', idle: false, poll_interval: 0.5}}\n"
               f"  smtp: {{listen: '127.0.0.1:{intake_port}', protocol: smtp}}")
     outgoing = (f"smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none}}\n"
                 f"  retry: {{base_seconds: 0.5, max_seconds: 2}}")
@@ -109,6 +111,23 @@ def test_the_smtp_intake_path(daemon, smtp_sink):
         client.sendmail("cat@example.org", [DESK], reply)
     ticket = daemon.cli_json("ticket", "show", str(number))
     assert len(ticket["messages"]) == 2  # 250 came after the commit
+
+
+def test_same_mail_to_two_desk_mailboxes_makes_one_ticket(daemon, fresh_mailbox, smtp_sink):
+    raw = make_mail(subject="Shared drive is full", sender="dan@example.org",
+                    to="desk@example.test, desk2@example.test")
+    fresh_mailbox.append("desk", raw)
+    fresh_mailbox.append("desk2", raw)
+    wait_until(lambda: fresh_mailbox.folder_uids("desk", "Processed")
+               and fresh_mailbox.folder_uids("desk2", "Processed"), what="both mailboxes read")
+    wait_until(lambda: mails_to(smtp_sink, "dan@example.org", "Shared drive"), what="the ack")
+    tickets = daemon.cli_json("ticket", "list")
+    assert [t["requester"] for t in tickets] == ["dan@example.org"]
+    # Another mail through the second mailbox still gets its own answer, so the first ack was
+    # not simply the last one out: there is exactly one for dan.
+    fresh_mailbox.append("desk2", make_mail(subject="Second question", sender="eve@example.org"))
+    wait_until(lambda: mails_to(smtp_sink, "eve@example.org", "Second question"), what="eve's ack")
+    assert len(mails_to(smtp_sink, "dan@example.org", "Shared drive")) == 1
 
 
 def test_sigterm_stops_the_daemon_cleanly(daemon):
