@@ -36,6 +36,7 @@ def daemon(tmp_path, database_url, fresh_mailbox, smtp_sink):
     process.intake_port = intake_port
     yield process
     process.stop()
+    print(process.log_text())  # shown by pytest when the test failed
     assert "secret" not in process.log_text()
 
 

@@ -328,20 +328,29 @@ class ImapSource:
     def _take_new(self, client: IMAPClient, uidvalidity: int, last_uid: int,
                   stop: threading.Event, pending: Iterable[int] = ()) -> int:
         """Hand over every message above ``last_uid`` (and ``pending``), batch by batch; move each
-        batch after it was committed. Returns the new last UID."""
-        client.noop()  # lets the server announce new messages before we search
-        uids = sorted(set(pending) | set(uids_after(client, last_uid)))
-        for chunk in batches(uids, self.mailbox.batch_size):
-            raw = fetch_raw(client, chunk)
-            keys = {message_key(uidvalidity, uid): uid for uid in chunk if uid in raw}
-            if keys:
-                items = [RawMail(self.label, key, raw[uid]) for key, uid in keys.items()]
-                cursor = Cursor(self.label, uidvalidity, max(last_uid, chunk[-1]))
-                results = self.sink.process_batch(items, cursor)
-                last_uid = cursor.last_uid
-                self._move_results(client, keys, results)
-            if stop.is_set():
+        batch after it was committed. Returns the new last UID.
+
+        Searches again until a search finds nothing: a message that arrived while we worked may
+        have been announced in the untagged responses of our own commands (FETCH, MOVE), which
+        IMAPClient does not keep, and IDLE would then never announce it again.
+        """
+        while not stop.is_set():
+            client.noop()  # lets the server announce new messages before we search
+            uids = sorted(set(pending) | set(uids_after(client, last_uid)))
+            pending = ()
+            if not uids:
                 break
+            for chunk in batches(uids, self.mailbox.batch_size):
+                raw = fetch_raw(client, chunk)
+                keys = {message_key(uidvalidity, uid): uid for uid in chunk if uid in raw}
+                if keys:
+                    items = [RawMail(self.label, key, raw[uid]) for key, uid in keys.items()]
+                    cursor = Cursor(self.label, uidvalidity, max(last_uid, chunk[-1]))
+                    results = self.sink.process_batch(items, cursor)
+                    self._move_results(client, keys, results)
+                last_uid = max(last_uid, chunk[-1])
+                if stop.is_set():
+                    break
         return last_uid
 
     def _move_results(self, client: IMAPClient, keys: dict[str, int],

@@ -403,3 +403,22 @@ def test_starttls_refuses_an_untrusted_certificate(fresh_mailbox, caplog):
 ])
 def test_backoff_delay(attempt, rand, expected):
     assert backoff_delay(attempt, 1.0, 60.0, rand=lambda: rand) == expected
+
+
+def test_mail_arriving_while_a_batch_is_processed_is_not_left_waiting_for_idle(fresh_mailbox):
+    """A message that arrives during our own FETCH/MOVE is announced in responses IMAPClient does
+    not keep; IDLE would never announce it again. The source must find it without new mail."""
+    server = fresh_mailbox
+    late = make_mail("arrived during the batch")
+
+    class ArrivingSink(MemorySink):
+        def process_batch(self, items, cursor=None):
+            if len(self.batches) == 0:
+                server.append("desk", late)
+            return super().process_batch(items, cursor)
+
+    sink = ArrivingSink()
+    server.append("desk", make_mail("first"))
+    with running(mailbox_for(server, idle=True, idle_renew=600.0), sink):
+        wait_for(lambda: any(item.raw == late for item in sink.items), timeout=5,
+                 what="the message that arrived during the first batch")
