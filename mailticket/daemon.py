@@ -26,20 +26,24 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()     # set by a signal: stop taking mail in
+        self.sender_stop = threading.Event()    # set once intake has stopped
         self.wake_sender = threading.Event()
         self.app = build(settings, after_commit=self.wake_sender.set)
-        self.threads: list[threading.Thread] = []
+        self.source_threads: list[threading.Thread] = []
+        self.sender_thread: threading.Thread | None = None
         self.smtp_server: SmtpIntakeServer | None = None
 
     def start(self) -> None:
         settings = self.settings
         transport = make_transport(settings.outgoing)
         sender = Sender(self.app.db, transport, settings.outgoing)
-        self._thread("sender", lambda: sender.run(self.stop_event, self.wake_sender))
+        self.sender_thread = self._thread(
+            "sender", lambda: sender.run(self.sender_stop, self.wake_sender))
         for mailbox in settings.intake.imap:
             source = ImapSource(mailbox, self.app.pipeline)
-            self._thread(f"imap {mailbox.label}", lambda s=source: s.run(self.stop_event))
+            self.source_threads.append(
+                self._thread(f"imap {mailbox.label}", lambda s=source: s.run(self.stop_event)))
         if settings.intake.smtp is not None:
             self.smtp_server = SmtpIntakeServer(settings.intake.smtp, self.app.pipeline,
                                                 settings.limits.max_message_bytes)
@@ -51,7 +55,7 @@ class Daemon:
                if settings.outgoing.smtp else f"maildir {settings.outgoing.maildir}")
         log.info("mailticket running: intake %s; outgoing mail to %s", ", ".join(where), out)
 
-    def _thread(self, name: str, target: Callable[[], None]) -> None:
+    def _thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
         def guarded() -> None:
             try:
                 target()
@@ -61,16 +65,24 @@ class Daemon:
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
-        self.threads.append(thread)
+        return thread
 
     def stop(self) -> None:
+        """Intake first (each source finishes the batch in hand), then the sender, so that the
+        mail those last messages caused is delivered too when the relay takes it."""
         log.info("stopping: finishing the messages in hand")
         self.stop_event.set()
-        self.wake_sender.set()
         if self.smtp_server is not None:
             self.smtp_server.stop()
-        for thread in self.threads:
+        threads = list(self.source_threads)
+        for thread in threads:
             thread.join(timeout=60)
+        self.sender_stop.set()
+        self.wake_sender.set()
+        if self.sender_thread is not None:
+            self.sender_thread.join(timeout=60)
+            threads.append(self.sender_thread)
+        for thread in threads:
             if thread.is_alive():
                 log.warning("thread %s did not stop within 60 s", thread.name)
         self.app.db.close()

@@ -13,7 +13,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.mailticket-installed$extras"
 if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$extras"
+    echo "installing mailticket$extras into $VENV ..." >&2
+    pip_log="$(mktemp)"
+    if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+           "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT$extras"; } \
+           >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        echo "pip install failed (output above)" >&2
+        exit 1
+    fi
+    rm -f "$pip_log"
     touch "$stamp"
 fi

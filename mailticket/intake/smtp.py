@@ -69,7 +69,9 @@ class _Handler:
         raw = envelope.original_content
         if raw is None:  # pragma: no cover - aiosmtpd always sets it after DATA
             raw = envelope.content if isinstance(envelope.content, bytes) else b""
-        item = RawMail(source=self.source, key=hashlib.sha256(raw).hexdigest(), raw=bytes(raw))
+        key = hashlib.sha256(raw).hexdigest()
+        item = RawMail(source=self.source, key=key, raw=with_return_path(bytes(raw),
+                                                                        envelope.mail_from))
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(None, self.sink.process_batch, [item])
@@ -87,6 +89,17 @@ class _Handler:
         log.info("%s: message from <%s> for %s (%d bytes, key %.12s): %s", self.source,
                  envelope.mail_from, ", ".join(envelope.rcpt_tos), len(raw), item.key, status)
         return status
+
+
+def with_return_path(raw: bytes, mail_from: str | None) -> bytes:
+    """Record the envelope sender as the final delivery agent would (RFC 5321 4.4): the rules
+    for the null reverse-path (bounces, auto-replies) read the Return-Path header."""
+    if mail_from is None or raw[:12].lower() == b"return-path:":
+        return raw
+    address = mail_from.strip().strip("<>")
+    if any(c in address for c in "\r\n<>"):
+        return raw
+    return b"Return-Path: <" + address.encode("utf-8", "replace") + b">\r\n" + raw
 
 
 class _LmtpController(Controller):

@@ -41,7 +41,7 @@ class Verdict:
 
 Predicate = Callable[[ParsedMail, frozenset[str]], "str | None"]
 
-# --- literals --------------------------------------------------------------------------------------
+# --- literals ------------------------------------------------------------------------------
 DSN_REPORT_TYPES = frozenset({"delivery-status", "global-delivery-status"})
 OTHER_REPORT_TYPES = frozenset({"disposition-notification", "global-disposition-notification",
                                  "feedback-report"})

@@ -47,8 +47,21 @@ class _Converter(HTMLParser):
         self.skip_tag: str | None = None
         self.skip_depth = 0
         self.in_head = False
+        self.pending = 0  # line breaks owed before the next text: 1 or 2 (a blank line)
         self.pre_depth = 0
         self.link: tuple[str, int] | None = None  # (href, index in out where its text starts)
+
+    # -- output -------------------------------------------------------------------------------
+    def _break(self, level: int) -> None:
+        """Ask for a line break (1) or a blank line (2) before the next text."""
+        self.pending = max(self.pending, level)
+
+    def _emit(self, text: str) -> None:
+        if self.pending:
+            if self.out:
+                self.out.append("\n" * self.pending)
+            self.pending = 0
+        self.out.append(text)
 
     # -- tags ---------------------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -66,11 +79,12 @@ class _Converter(HTMLParser):
             self.skip_tag, self.skip_depth = tag, 1
             return
         if tag == "br":
-            self.out.append("\n")
+            self._emit("\n")
         elif tag == "li":
-            self.out.append("\n- ")
+            self._break(1)
+            self._emit("- ")
         elif tag in _BLOCK:
-            self.out.append("\n\n" if tag in _PARAGRAPH else "\n")
+            self._break(2 if tag in _PARAGRAPH else 1)
             if tag == "pre":
                 self.pre_depth += 1
         elif tag in _CELL:
@@ -96,8 +110,8 @@ class _Converter(HTMLParser):
             return
         if tag == "a":
             self._end_link()
-        elif tag in _BLOCK:
-            self.out.append("\n\n" if tag in _PARAGRAPH else "\n")
+        elif tag in _BLOCK and tag != "li":  # the next item or the list's end breaks the line
+            self._break(2 if tag in _PARAGRAPH else 1)
             if tag == "pre" and self.pre_depth:
                 self.pre_depth -= 1
 
@@ -114,9 +128,12 @@ class _Converter(HTMLParser):
                 return
             self.in_head = False
         if self.pre_depth:
-            self.out.append(data.replace("\xa0", " "))
-        else:
-            self.out.append(_SPACE_RUN.sub(" ", data))
+            self._emit(data.replace("\xa0", " "))
+            return
+        text = _SPACE_RUN.sub(" ", data)
+        if text == " " and (self.pending or not self.out):
+            return  # white space between blocks
+        self._emit(text)
 
     # -- links --------------------------------------------------------------------------------
     def _end_link(self) -> None:
@@ -174,5 +191,5 @@ def html_to_text(markup: str) -> str:
     tail, conv.rawdata = conv.rawdata, ""
     in_raw_text = conv.skip_tag is not None or getattr(conv, "cdata_elem", None) is not None
     if tail and not in_raw_text:
-        conv.out.append(_tail_text(tail))
+        conv.handle_data(_tail_text(tail))
     return _tidy(conv.text())

@@ -107,7 +107,8 @@ def test_250_after_the_sink_recorded_the_bytes_untouched(smtp_server, sink):
 
     assert (code, reply) == (250, b"OK: queued as ticket 1")
     [item] = sink.recorded
-    assert item.raw == MESSAGE
+    # The envelope sender is recorded as Return-Path, as a final delivery agent does.
+    assert item.raw == b"Return-Path: <user@example.com>\r\n" + MESSAGE
     assert item.source == "smtp://127.0.0.1:%d" % smtp_server.settings.port
     assert item.key == hashlib.sha256(MESSAGE).hexdigest()
 
@@ -194,7 +195,7 @@ def test_lmtp_answers_once_per_recipient_and_processes_once(lmtp_server, sink):
         assert c.noop()[0] == 250
 
     assert sink.calls == 2
-    assert [item.raw for item in sink.recorded] == [MESSAGE, MESSAGE]
+    assert [item.raw for item in sink.recorded] == [b"Return-Path: <user@example.com>\r\n" + MESSAGE] * 2
 
 
 def test_lmtp_refuses_smtp_greetings(lmtp_server):
@@ -211,3 +212,13 @@ def test_lmtp_failure_is_451_for_every_recipient(lmtp_server, sink):
         assert c.noop()[0] == 250
 
     assert sink.recorded == []
+
+
+def test_a_null_reverse_path_is_recorded_as_an_empty_return_path(smtp_server, sink):
+    with client(smtp_server) as c:
+        c.ehlo("mta.example.com")
+        assert c.mail("<>")[0] == 250
+        assert c.rcpt("desk@example.org")[0] == 250
+        assert c.data(MESSAGE)[0] == 250
+    [item] = sink.recorded
+    assert item.raw == b"Return-Path: <>\r\n" + MESSAGE
