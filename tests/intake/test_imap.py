@@ -15,6 +15,7 @@ from mailticket.config import ImapMailbox, Secret
 from mailticket.errors import TemporaryFailure
 from mailticket.intake.imap import ImapSource, backoff_delay, describe
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
+from tests.servers import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -373,7 +374,7 @@ def test_wrong_password_keeps_retrying_without_logging_it(fresh_mailbox, caplog)
 def test_tls_ssl_and_starttls(fresh_mailbox, monkeypatch):
     server = fresh_mailbox
     if server.ca_file is None:
-        pytest.skip("no openssl to make a test certificate")
+        unavailable("no openssl to make a test certificate")
     monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))  # read by ssl.create_default_context
     for security, port in (("ssl", server.tls_port), ("starttls", server.port)):
         raw = make_mail(f"over {security}")
@@ -387,7 +388,7 @@ def test_tls_ssl_and_starttls(fresh_mailbox, monkeypatch):
 def test_starttls_refuses_an_untrusted_certificate(fresh_mailbox, caplog):
     server = fresh_mailbox
     if server.ca_file is None:
-        pytest.skip("no openssl to make a test certificate")
+        unavailable("no openssl to make a test certificate")
     server.append("desk", make_mail("stays put"))
     with running(mailbox_for(server, security="starttls"), MemorySink()) as run:
         wait_for(lambda: run.errors, what="the TLS failure")

@@ -18,6 +18,7 @@ it through ``sink.client_ssl_context()``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import email.message
 import email.parser
 import email.policy
@@ -62,6 +63,7 @@ def self_signed_certificate() -> tuple[Path, Path]:
     if openssl is None:
         raise RuntimeError("the smtp sink needs the openssl command for TLS")
     directory = Path(tempfile.mkdtemp(prefix="smtpsink-tls-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
