@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 
 import peewee
@@ -99,3 +99,34 @@ def connect(url: str, create: bool = True) -> peewee.Database:
     if create:
         migrate(db)
     return db
+
+
+class Prepared:
+    """A query whose SQL is built once per kind of database and then run with new parameters.
+
+    peewee builds the SQL string anew on every call, which cost more than running the query for
+    the lookups made for every incoming message. ``build`` receives one marker value per
+    parameter and must use each exactly once, in the order ``execute`` will pass them.
+    """
+
+    def __init__(self, build: Callable[..., peewee.Query], arity: int):
+        self.build = build
+        self.markers = tuple(f"\x00param{i}\x00" for i in range(arity))
+        self._sql: dict[type, str] = {}
+
+    def sql_for(self, db: peewee.Database) -> str:
+        if isinstance(db, peewee.DatabaseProxy):
+            db = db.obj
+        sql = self._sql.get(type(db))
+        if sql is None:
+            sql, params = self.build(*self.markers).sql()
+            if tuple(params) != self.markers:
+                raise ValueError(f"prepared query parameters out of order: {params!r}")
+            self._sql[type(db)] = sql
+        return sql
+
+    def execute(self, db: peewee.Database, *params: object):
+        return db.execute_sql(self.sql_for(db), params)
+
+    def first(self, db: peewee.Database, *params: object):
+        return self.execute(db, *params).fetchone()

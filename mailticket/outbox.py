@@ -7,7 +7,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
+import peewee
+
 from mailticket.config import Settings
+from mailticket.db import Prepared
 from mailticket.mail.compose import (Composer, Recipient, build_message, new_message_id,
                                      subject_with_tag, ticket_tag)
 from mailticket.models import Outbox, Ticket, utcnow
@@ -18,6 +21,11 @@ PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 HELD = "held"
+
+_RECENT_TO = Prepared(lambda kind, since, held, address: Outbox.select(
+    peewee.fn.COUNT(Outbox.id)).where(
+        (Outbox.kind == kind) & (Outbox.created_at >= since) & (Outbox.status != held)
+        & (Outbox.primary_recipient == address)), 4)
 
 # Mail that answers mail automatically: rate-limited per recipient, marked Auto-Submitted.
 RATE_LIMITED_KINDS = frozenset({"ack"})
@@ -83,11 +91,7 @@ class Mailer:
         limit = self.settings.limits.acks_per_sender_per_hour
         since = self.clock() - timedelta(hours=1)
         for address in recipients:
-            recent = (Outbox.select()
-                      .where(Outbox.kind == kind, Outbox.created_at >= since,
-                             Outbox.status != HELD,
-                             Outbox.primary_recipient == address)
-                      .count())
+            recent = _RECENT_TO.first(Outbox._meta.database, kind, since, HELD, address)[0]
             if recent >= limit:
                 return HELD, (f"rate limit: {recent} {kind} mails to {address} in the last hour "
                               f"(limits.acks_per_sender_per_hour is {limit})")

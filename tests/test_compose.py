@@ -112,3 +112,28 @@ def test_undefined_variable_is_an_error_not_empty_text(tmp_path):
     (tmp_path / "ack.txt.j2").write_text("{{ nonsense }}")
     with pytest.raises(Exception, match="nonsense"):
         Composer(tmp_path).render("ack", context())
+
+
+def test_non_ascii_names_subjects_and_bodies_survive_the_round_trip():
+    rendered = Composer().render("ack", context(subject="Drucker im 3. Stock: Störung – 打印机",
+                                                requester_name="Jürgen Weiß"))
+    raw = build_message(rendered, sender=DESK, to=[Recipient("Jürgen Weiß", "juergen@example.de")],
+                        cc=[Recipient('Smith, "Bob"', "bob@example.org")],
+                        message_id="<id@x>", tag="[DESK #7]", ticket=7)
+    assert raw.isascii()
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78 + 2
+    message = email.message_from_bytes(raw, policy=default)
+    assert str(message["Subject"]) == "[DESK #7] Drucker im 3. Stock: Störung – 打印机"
+    assert message["To"].addresses[0].display_name == "Jürgen Weiß"
+    assert message["Cc"].addresses[0].display_name == 'Smith, "Bob"'
+    assert "Jürgen Weiß" in message.get_body(("plain",)).get_content()
+    assert "Jürgen Weiß" in message.get_body(("html",)).get_content()
+    assert message.defects == [] and all(not p.defects for p in message.walk())
+
+
+def test_quoted_local_part_is_kept_deliverable():
+    rendered = Composer().render("ack", context())
+    raw = build_message(rendered, sender=DESK, to=[Recipient("", '"john doe"@example.org')],
+                        message_id="<id@x>", tag="[DESK #7]", ticket=7)
+    message = email.message_from_bytes(raw, policy=default)
+    assert message["To"].addresses[0].addr_spec == '"john doe"@example.org'

@@ -16,7 +16,7 @@ from typing import Callable
 import peewee
 
 from mailticket.config import Settings
-from mailticket.db import savepoint, transaction
+from mailticket.db import Prepared, savepoint, transaction
 from mailticket.desk.tickets import Arrival, Desk
 from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
@@ -27,6 +27,15 @@ from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcn
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("mailticket.decisions")
+
+# The two lookups made for every message, prepared once (see db.Prepared).
+_SEEN_KEY = Prepared(lambda source, key: IntakeKey.select(IntakeKey.outcome).where(
+    (IntakeKey.source == source) & (IntakeKey.key == key)), 2)
+_EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(Message.id, Message.ticket).where(
+    Message.message_id == message_id), 1)
+
+_SYSTEMIC_FAILURES = (peewee.OperationalError, peewee.ProgrammingError, peewee.InterfaceError,
+                      peewee.InternalError, peewee.NotSupportedError)
 
 _OUTCOME_OF_KEY = {"recorded": Outcome.RECORDED, "duplicate": Outcome.DUPLICATE,
                    "quarantined": Outcome.QUARANTINED}
@@ -71,6 +80,7 @@ class Pipeline:
                 results = [self._guarded(item) for item in items]
                 if cursor is not None:
                     self._save_cursor(cursor)
+                self.desk.store.sync()  # the files the batch refers to, before it commits
         except TemporaryFailure:
             raise
         except (peewee.DatabaseError, peewee.InterfaceError, OSError) as exc:
@@ -104,6 +114,7 @@ class Pipeline:
             held.released_at = self.clock()
             held.ticket = result.ticket
             held.save()
+            self.desk.store.sync()
         if self.after_commit is not None:
             self.after_commit()
         return result
@@ -111,9 +122,9 @@ class Pipeline:
     # --- one message -------------------------------------------------------------------------
 
     def _guarded(self, item: RawMail) -> Result:
-        seen = IntakeKey.get_or_none(IntakeKey.source == item.source, IntakeKey.key == item.key)
+        seen = _SEEN_KEY.first(self.db, item.source, item.key)
         if seen is not None:
-            outcome = _OUTCOME_OF_KEY[seen.outcome]
+            outcome = _OUTCOME_OF_KEY[seen[0]]
             if outcome is Outcome.RECORDED:
                 outcome = Outcome.DUPLICATE
             return Result(item.key, outcome, detail="already taken in from this source")
@@ -126,9 +137,12 @@ class Pipeline:
                 # Another daemon may have recorded the same Message-ID between our check and
                 # our insert: the second attempt then finds it and answers DUPLICATE.
                 failure = exc
-            except Exception as exc:  # noqa: BLE001 - any failure quarantines this message only
-                if isinstance(exc, peewee.OperationalError) and "locked" in str(exc):
-                    raise TemporaryFailure(str(exc)) from exc
+            except _SYSTEMIC_FAILURES as exc:
+                # The database itself is failing (down, locked, schema not as expected): that is
+                # not this message's fault, and quarantining every message would be wrong. The
+                # batch is abandoned and the source keeps the mail and tries again.
+                raise TemporaryFailure(f"database failure: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - any other failure quarantines this message
                 failure = exc
                 break
         assert failure is not None
@@ -144,12 +158,12 @@ class Pipeline:
             raise PermanentFailure(f"message of {len(item.raw)} bytes is over the limit of "
                                    f"{limit} bytes (limits.max_message_size)")
         mail = parse(item.raw)
-        earlier = Message.get_or_none(Message.message_id == mail.message_id)
+        earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
         if earlier is not None:
+            earlier_id, ticket = earlier
             IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
-                             outcome="duplicate", message=earlier, at=self.clock())
-            ticket = earlier.ticket_id
-            decisions.info("%s duplicate of message %d (ticket %s)", mail.message_id, earlier.id,
+                             outcome="duplicate", message=earlier_id, at=self.clock())
+            decisions.info("%s duplicate of message %d (ticket %s)", mail.message_id, earlier_id,
                            ticket)
             return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
                           detail="same Message-ID seen before")

@@ -213,3 +213,15 @@ def test_acknowledgements_are_rate_limited_per_sender(app):
     assert statuses == ["pending"] * 5 + ["held"] * 2
     assert "rate limit" in Outbox.select().where(Outbox.status == "held").first().last_error
     assert Ticket.select().count() == 7
+
+
+def test_a_failing_database_abandons_the_batch_instead_of_quarantining_it(app):
+    from mailticket.errors import TemporaryFailure
+    from mailticket.models import Event
+
+    Event.drop_table()  # the schema is broken: no message is at fault
+    with pytest.raises(TemporaryFailure):
+        feed(app, make_mail(subject="one"), make_mail(subject="two"))
+    assert Quarantine.select().count() == 0
+    assert Ticket.select().count() == 0
+    assert IntakeKey.select().count() == 0
