@@ -524,6 +524,7 @@ def environment(run: Run, db_kind: str) -> dict:
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "memory": mem,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -636,6 +637,29 @@ def phase_backlog(run: Run, mails: list[Mail], config: Path, acks: AckIndex) -> 
     return done
 
 
+def idle_notify_delay(dovecot: Dovecot, samples: int = 5) -> float | None:
+    """Median time from APPEND to the EXISTS a plain IMAPClient in IDLE receives: the server's
+    own share of every IDLE-driven latency (Dovecot waits 500 ms before it notifies). Measured
+    on the ``robot`` user so that the desk's INBOX is untouched."""
+    delays = []
+    with dovecot.client("robot") as watcher, dovecot.client("robot") as writer:
+        watcher.select_folder("INBOX")
+        for i in range(samples):
+            watcher.idle()
+            try:
+                time.sleep(0.05)
+                before = time.monotonic()
+                writer.append("INBOX", make_mail(subject=f"calibration {i}",
+                                                 sender="calibration@example.org"))
+                responses = watcher.idle_check(timeout=5)
+                after = time.monotonic()
+            finally:
+                watcher.idle_done()
+            if any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                delays.append(after - before)
+    return percentile(delays, 50)
+
+
 def phase_steady(run: Run, mails: list[Mail], acks: AckIndex) -> None:
     args, f = run.args, run.figures
     dovecot, daemon = run.dovecot, run.daemon
@@ -680,6 +704,7 @@ def phase_steady(run: Run, mails: list[Mail], acks: AckIndex) -> None:
         "steady_acks_missing": missing,
         "steady_inbox_left": inbox_left,
         "steady_latency_p50_s": percentile(latencies, 50),
+
         "steady_latency_p95_s": percentile(latencies, 95),
         "steady_latency_p99_s": percentile(latencies, 99),
         "steady_latency_max_s": max(latencies) if latencies else None,
@@ -763,6 +788,9 @@ def report(run: Run, env: dict, knobs: dict, workload: dict) -> None:
     print(f"mailticket ingest benchmark  {env['date']}")
     print(f"environment: {env['cpus']} CPUs ({env['cpus_usable']} usable) {env['cpu_model']}, "
           f"{env['memory']}; {env['platform']}")
+    print(f"             load average {env['loadavg_at_start'][0]:.2f} at start, "
+          f"{env.get('loadavg_at_end', ['?'])[0]} at end (other work on the machine skews the "
+          "figures)")
     print(f"             Python {env['python']}, SQLite {env['sqlite']}, peewee {env['peewee']}, "
           f"imapclient {env['imapclient']}, Dovecot {env['dovecot'].split()[0]}")
     db = env["database"] + (f" {env['postgresql']}" if env.get("postgresql") else "")
@@ -794,6 +822,8 @@ def report(run: Run, env: dict, knobs: dict, workload: dict) -> None:
          f"{f.get('steady_acks_missing')} / {f.get('steady_inbox_left')}", ""),
         ("latency p50", _fmt(f.get("steady_latency_p50_s"), "s"),
          _target("steady_latency_p50_s", f.get("steady_latency_p50_s"))),
+        ("Dovecot IDLE notify delay (APPEND->EXISTS)", _fmt(f.get("imap_idle_notify_delay_s"), "s"),
+         ""),
         ("latency p95", _fmt(f.get("steady_latency_p95_s"), "s"), ""),
         ("latency p99", _fmt(f.get("steady_latency_p99_s"), "s"),
          _target("steady_latency_p99_s", f.get("steady_latency_p99_s"))),
@@ -813,12 +843,12 @@ def report(run: Run, env: dict, knobs: dict, workload: dict) -> None:
         ("daemon stop (SIGTERM)", _fmt(f.get("daemon_stop_s"), "s"), ""),
     ]
     print()
-    print(f"{'figure':<40} {'value':<30} target")
+    print(f"{'figure':<44} {'value':<30} target")
     for label, value, target in rows:
         if value is None:
             print(label)
         else:
-            print(f"  {label:<38} {value:<30} {target}")
+            print(f"  {label:<42} {value:<30} {target}")
     for note in run.notes:
         print(f"NOTE: {note}")
 
@@ -903,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
         run.sink.start()
         acks = AckIndex(run.sink)
 
+        run.figures["imap_idle_notify_delay_s"] = idle_notify_delay(run.dovecot)
         print(f"appending {len(backlog)} mails to INBOX ...", flush=True)
         run.figures["backlog_append_s"] = append_backlog(run.dovecot, backlog)
         workload["summary"] += f"; backlog appended in {run.figures['backlog_append_s']:.1f} s"
@@ -933,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not complete:
             run.notes.append("steady arrival skipped: the backlog did not complete")
         measure_memory(run)
+        env["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         stop_started = time.monotonic()
         run.daemon.stop()
         run.figures["daemon_stop_s"] = time.monotonic() - stop_started
