@@ -405,7 +405,7 @@ def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:
             idle=r.value(entry, f"{key}.idle", "idle", _boolean, True),
             poll_interval=r.value(entry, f"{key}.poll_interval", "poll_interval", _number(0.1), 60.0),
             idle_renew=r.value(entry, f"{key}.idle_renew", "idle_renew", _number(1.0), 600.0),
-            batch_size=r.value(entry, f"{key}.batch_size", "batch_size", _integer(1, 10000), 200),
+            batch_size=r.value(entry, f"{key}.batch_size", "batch_size", _integer(1, 10000), 50),
             timeout=r.value(entry, f"{key}.timeout", "timeout", _number(1.0), 60.0),
         ))
     if len({b.label for b in boxes}) != len(boxes):

@@ -508,7 +508,7 @@ def test_defaults_for_everything_optional(write, workdir):
     assert (box.folder, box.processed_folder, box.quarantine_folder) == \
         ("INBOX", "Processed", "Quarantine")
     assert (box.idle, box.poll_interval, box.idle_renew, box.batch_size, box.timeout) == \
-        (True, 60.0, 600.0, 200, 60.0)
+        (True, 60.0, 600.0, 50, 60.0)
     assert box.label == "imap://desk@imap.example.test:993/INBOX"
     assert settings.intake.smtp == config.SmtpIntake("127.0.0.1", 8025, "smtp")
     out = settings.outgoing
