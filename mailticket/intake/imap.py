@@ -147,6 +147,12 @@ def move(client: IMAPClient, targets: dict[str, list[int]]) -> None:
     expunge(client, copied)
 
 
+# Leave IDLE and search at least this often: mail that lands between our last SEARCH and the
+# IDLE command is not announced by Dovecot once IDLE starts, so without this it would wait for
+# the next arrival or the IDLE renewal.
+IDLE_RECHECK = 30.0
+
+
 def wait_idle(client: IMAPClient, stop: threading.Event, renew: float,
               slice_seconds: float = IDLE_SLICE) -> None:
     """IDLE until the mailbox changes, ``renew`` seconds pass or ``stop`` is set."""
@@ -269,7 +275,7 @@ class ImapSource:
                          box.poll_interval)
             while not stop.is_set():
                 if use_idle:
-                    wait_idle(client, stop, box.idle_renew, self.idle_slice)
+                    wait_idle(client, stop, min(box.idle_renew, IDLE_RECHECK), self.idle_slice)
                 elif stop.wait(box.poll_interval):
                     break
                 if stop.is_set():
