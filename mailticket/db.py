@@ -29,7 +29,8 @@ def open_database(url: str) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db: peewee.Database = peewee.SqliteDatabase(path, timeout=30, pragmas={
             "journal_mode": "wal",
-            "synchronous": "normal",
+            # FULL: a commit is on disk when it returns; we answer 250 and move mail after it.
+            "synchronous": "full",
             "foreign_keys": 1,
             "busy_timeout": 30000,
         })
@@ -41,7 +42,7 @@ def open_database(url: str) -> peewee.Database:
             raise ConfigError(
                 "database: PostgreSQL needs the psycopg2 driver: pip install 'mailticket[postgres]'"
             ) from None
-        db = peewee.PostgresqlDatabase(
+        db = _Postgres(
             unquote(parsed.path.lstrip("/")) or "mailticket",
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
@@ -52,6 +53,20 @@ def open_database(url: str) -> peewee.Database:
         raise ConfigError(f"database: unsupported URL {url!r}")
     database_proxy.initialize(db)
     return db
+
+
+class _Postgres(peewee.PostgresqlDatabase):
+    """PostgreSQL that recovers from a connection the server dropped (restart, failover, an
+    idle-session kill): the dead connection is forgotten outside a transaction, and the next
+    statement opens a new one. The statement that met the dead connection has already failed,
+    and with it its transaction, which the caller retries."""
+
+    def cursor(self, named_cursor=None):  # type: ignore[override]
+        conn = self._state.conn
+        if conn is not None and conn.closed and not self._state.transactions:
+            log.warning("database: the connection to PostgreSQL was lost; reconnecting")
+            self._state.reset()
+        return super().cursor(named_cursor)
 
 
 def is_sqlite(db: peewee.Database) -> bool:
@@ -68,7 +83,9 @@ def transaction(db: peewee.Database) -> Iterator[None]:
     except peewee.OperationalError as exc:
         if "locked" in str(exc) or "could not serialize" in str(exc):
             raise TemporaryFailure(f"database busy: {exc}") from exc
-        raise
+        raise TemporaryFailure(f"database unavailable: {exc}") from exc
+    except peewee.InterfaceError as exc:
+        raise TemporaryFailure(f"database unavailable: {exc}") from exc
 
 
 def savepoint(db: peewee.Database):
@@ -76,11 +93,17 @@ def savepoint(db: peewee.Database):
     return db.atomic()
 
 
+_MIGRATION_LOCK = 0x6D61696C7469  # "mailti": any constant shared by every mailticket process
+
+
 def migrate(db: peewee.Database) -> int:
     """Bring the schema up to date; return the version now in place."""
     from mailticket import models
 
     with db.atomic():
+        if not is_sqlite(db):
+            # Two daemons (or init-db runs) starting at once must not both create the tables.
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         db.create_tables([models.SchemaVersion], safe=True)
         current = models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar() or 0
         for version, step in enumerate(models.MIGRATIONS, start=1):

@@ -77,7 +77,7 @@ class Ticket(BaseModel):
     number = peewee.AutoField()
     subject = peewee.TextField(default="")
     status = peewee.CharField(max_length=16, index=True)
-    requester = peewee.CharField(max_length=320, index=True)
+    requester = peewee.TextField(index=True)
     requester_name = peewee.TextField(default="")
     cc = JSONField(default=list)
     resolution = peewee.TextField(null=True)
@@ -94,8 +94,8 @@ class Message(BaseModel):
 
     ticket = peewee.ForeignKeyField(Ticket, null=True, backref="messages", index=True)
     direction = peewee.CharField(max_length=8)  # in | out | note
-    message_id = peewee.CharField(max_length=255, unique=True)
-    sender = peewee.CharField(max_length=320, default="")
+    message_id = peewee.TextField(unique=True)
+    sender = peewee.TextField(default="")
     sender_name = peewee.TextField(default="")
     to = JSONField(default=list)
     cc = JSONField(default=list)
@@ -117,7 +117,7 @@ class Message(BaseModel):
 class Attachment(BaseModel):
     message = peewee.ForeignKeyField(Message, backref="attachments", index=True)
     filename = peewee.TextField()
-    content_type = peewee.CharField(max_length=255)
+    content_type = peewee.TextField()
     size = peewee.BigIntegerField()
     sha256 = peewee.CharField(max_length=64)
 
@@ -137,10 +137,10 @@ class Outbox(BaseModel):
 
     ticket = peewee.ForeignKeyField(Ticket, null=True, backref="outgoing", index=True)
     kind = peewee.CharField(max_length=32)
-    envelope_from = peewee.CharField(max_length=320)
+    envelope_from = peewee.TextField()
     recipients = JSONField()
-    primary_recipient = peewee.CharField(max_length=320, default="", index=True)
-    message_id = peewee.CharField(max_length=255, unique=True)
+    primary_recipient = peewee.TextField(default="", index=True)
+    message_id = peewee.TextField(unique=True)
     subject = peewee.TextField(default="")
     content = peewee.BlobField()
     status = peewee.CharField(max_length=16, index=True)  # pending | sent | failed | held
@@ -170,9 +170,9 @@ class IntakeKey(BaseModel):
     """One row per message taken from a source: mailbox + UIDVALIDITY/UID (or the SMTP
     transaction's key). A message seen again after a crash finds its row and is not re-applied."""
 
-    source = peewee.CharField(max_length=255)
-    key = peewee.CharField(max_length=255)
-    message_id = peewee.CharField(max_length=255, default="")
+    source = peewee.TextField()
+    key = peewee.TextField()
+    message_id = peewee.TextField(default="")
     outcome = peewee.CharField(max_length=16)  # recorded | duplicate | quarantined
     message = peewee.ForeignKeyField(Message, null=True, column_name="message_ref")
     quarantine = peewee.ForeignKeyField(Quarantine, null=True)
@@ -185,7 +185,7 @@ class IntakeKey(BaseModel):
 class MailboxState(BaseModel):
     """Where intake stands in one IMAP mailbox."""
 
-    source = peewee.CharField(max_length=255, unique=True)
+    source = peewee.TextField(unique=True)
     uidvalidity = peewee.BigIntegerField()
     last_uid = peewee.BigIntegerField(default=0)
     updated_at = peewee.DateTimeField(default=utcnow)

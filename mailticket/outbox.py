@@ -7,12 +7,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
+import jinja2
 import peewee
 
 from mailticket.config import Settings
 from mailticket.db import Prepared
-from mailticket.mail.compose import (Composer, Recipient, build_message, new_message_id,
-                                     subject_with_tag, ticket_tag)
+from mailticket.errors import TemporaryFailure
+from mailticket.mail.compose import (Composer, Recipient, build_message, deliverable,
+                                     new_message_id, subject_with_tag, ticket_tag)
 from mailticket.models import Outbox, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,18 @@ class Mailer:
             "reopen_window_days": self.settings.desk.reopen_window_days,
             **context,
         }
-        rendered = self.composer.render(kind, full_context)
+        try:
+            rendered = self.composer.render(kind, full_context)
+        except jinja2.TemplateError as exc:
+            # The admin's template, not the message, is at fault: nothing is recorded, and the
+            # source keeps the mail until the template is fixed (check-config tells how).
+            raise TemporaryFailure(f"template {kind} cannot be rendered: {exc}") from exc
         message_id = new_message_id(self.domain, number)
         content = build_message(
             rendered, sender=self.desk, to=to, cc=cc, message_id=message_id, tag=tag,
             ticket=number, in_reply_to=in_reply_to, references=references, automated=automated,
         )
-        recipients = _unique([r.address for r in to + cc])
+        recipients = _unique([deliverable(r.address) for r in to + cc])
         status, reason = PENDING, None
         if kind in RATE_LIMITED_KINDS:
             status, reason = self._rate_check(kind, recipients)

@@ -24,7 +24,8 @@ class Store:
         self.root = Path(root)
         self._made_dirs: set[Path] = set()
         self._unsynced: list[Path] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # guards the list of files not yet synced
+        self._sync_lock = threading.Lock()  # held while syncing: see sync()
         self._pool: ThreadPoolExecutor | None = None
 
     def path(self, digest: str) -> Path:
@@ -36,8 +37,12 @@ class Store:
         """Store data (durable after the next ``sync``); return its digest."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if target.exists():
-            return digest
+        try:
+            if target.stat().st_size == len(data):
+                return digest
+            # A file cut short by a crash before it was synced: written again below.
+        except FileNotFoundError:
+            pass
         if target.parent not in self._made_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(target.parent)
@@ -57,19 +62,21 @@ class Store:
         return digest
 
     def sync(self) -> None:
-        """Make every file written since the last sync durable (data and directory entries)."""
-        with self._lock:
-            paths, self._unsynced = self._unsynced, []
-        if not paths:
-            return
-        targets = paths + sorted({p.parent for p in paths})
-        if len(targets) == 1:
-            _fsync(targets[0])
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-sync")
-        # fsync releases the GIL; issued together, the file system commits them in one go.
-        list(self._pool.map(_fsync, targets))
+        """Make every file written since the last sync durable (data and directory entries).
+
+        The whole sync holds a lock: a caller whose files another thread took over to sync
+        returns only when they are on disk, never while they are still being written out.
+        """
+        with self._sync_lock:
+            with self._lock:
+                paths, self._unsynced = self._unsynced, []
+            if not paths:
+                return
+            targets = paths + sorted({p.parent for p in paths})
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-sync")
+            # fsync releases the GIL; issued together, the file system commits them in one go.
+            list(self._pool.map(_fsync, targets))
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

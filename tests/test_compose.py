@@ -8,7 +8,7 @@ from email.policy import default
 import pytest
 
 from mailticket.errors import ConfigError
-from mailticket.mail.compose import Composer, Recipient, build_message, ticket_tag
+from mailticket.mail.compose import Composer, Recipient, build_message, deliverable, ticket_tag
 
 DESK = Recipient("Service Desk", "desk@example.test")
 
@@ -137,3 +137,46 @@ def test_quoted_local_part_is_kept_deliverable():
                         message_id="<id@x>", tag="[DESK #7]", ticket=7)
     message = email.message_from_bytes(raw, policy=default)
     assert message["To"].addresses[0].addr_spec == '"john doe"@example.org'
+
+
+@pytest.mark.parametrize("address, on_the_wire", [
+    ("ann@exämple.de", "ann@xn--exmple-cua.de"),
+    ("jörg@example.de", "jörg@example.de"),
+])
+def test_international_addresses_can_be_answered(address, on_the_wire):
+    rendered = Composer().render("ack", context())
+    raw = build_message(rendered, sender=DESK, to=[Recipient("Jörg", address)],
+                        cc=[Recipient("", "bob@exämple.de")],
+                        message_id="<id@x>", tag="[DESK #7]", ticket=7,
+                        in_reply_to="<ä@broken>", references=["<ok@x>", "<ü@y>"])
+    # RFC 6532: header text is UTF-8, which is how a reader of such mail decodes it.
+    message = email.message_from_string(raw.decode("utf-8"), policy=default)
+    assert message["To"].addresses[0].addr_spec == on_the_wire
+    assert message["To"].addresses[0].display_name == "Jörg"
+    assert message["Cc"].addresses[0].addr_spec == "bob@xn--exmple-cua.de"
+    assert message["In-Reply-To"] is None and message["References"] == "<ok@x>"
+    assert deliverable(address) == on_the_wire
+
+
+@pytest.mark.parametrize("bad", ["nobody", "a@", "@b", "a\r\nBcc: x@y@z", "<a@b>", "a b@c"])
+def test_what_is_no_address_is_refused(bad):
+    with pytest.raises(ValueError):
+        deliverable(bad)
+
+
+def test_check_renders_every_template_with_the_variables_it_will_get(tmp_path):
+    (tmp_path / "closed.txt.j2").write_text("Closed: {{ ticket.nosuch }}\n")
+    with pytest.raises(ConfigError) as caught:
+        Composer(tmp_path).check()
+    assert "closed" in str(caught.value) and "nosuch" in str(caught.value)
+    (tmp_path / "closed.txt.j2").write_text("Closed by {{ author }}\n")  # only replies get author
+    with pytest.raises(ConfigError):
+        Composer(tmp_path).check()
+
+
+def test_overriding_the_text_drops_the_shipped_html(tmp_path):
+    (tmp_path / "ack.txt.j2").write_text("Our own words for #{{ ticket.number }}\n")
+    rendered = Composer(tmp_path).render("ack", context())
+    assert rendered.html is None
+    (tmp_path / "ack.html.j2").write_text("<p>Our own HTML for #{{ ticket.number }}</p>\n")
+    assert "Our own HTML" in Composer(tmp_path).render("ack", context()).html

@@ -34,8 +34,10 @@ _SEEN_KEY = Prepared(lambda source, key: IntakeKey.select(IntakeKey.outcome).whe
 _EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(Message.id, Message.ticket).where(
     Message.message_id == message_id), 1)
 
+# Failures of our own machinery rather than of the message: the database, the file store (disk
+# full, permissions). Quarantining every message would be wrong; the batch is abandoned instead.
 _SYSTEMIC_FAILURES = (peewee.OperationalError, peewee.ProgrammingError, peewee.InterfaceError,
-                      peewee.InternalError, peewee.NotSupportedError)
+                      peewee.InternalError, peewee.NotSupportedError, OSError)
 
 _OUTCOME_OF_KEY = {"recorded": Outcome.RECORDED, "duplicate": Outcome.DUPLICATE,
                    "quarantined": Outcome.QUARANTINED}
@@ -137,11 +139,10 @@ class Pipeline:
                 # Another daemon may have recorded the same Message-ID between our check and
                 # our insert: the second attempt then finds it and answers DUPLICATE.
                 failure = exc
+            except TemporaryFailure:
+                raise
             except _SYSTEMIC_FAILURES as exc:
-                # The database itself is failing (down, locked, schema not as expected): that is
-                # not this message's fault, and quarantining every message would be wrong. The
-                # batch is abandoned and the source keeps the mail and tries again.
-                raise TemporaryFailure(f"database failure: {exc}") from exc
+                raise TemporaryFailure(f"{exc.__class__.__name__}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - any other failure quarantines this message
                 failure = exc
                 break

@@ -97,7 +97,8 @@ class Composer:
         )
 
     def check(self) -> None:
-        """Load and compile every template we will need; raise ConfigError naming each problem."""
+        """Load, compile and render every template with sample values; raise ConfigError
+        naming each problem, so a template that would fail on real mail fails here instead."""
         problems = []
         for kind in KINDS:
             for suffix, required in (("subject", True), ("txt", True), ("html", False)):
@@ -111,28 +112,79 @@ class Composer:
                     problems.append(f"templates: {exc.filename or name}, line {exc.lineno}: {exc.message}")
         if problems:
             raise ConfigError(problems)
+        for kind in KINDS:
+            try:
+                self.render(kind, sample_context(kind))
+            except jinja2.TemplateError as exc:
+                problems.append(f"templates: {kind}: cannot be rendered: {exc}")
+        if problems:
+            raise ConfigError(problems)
 
     def render(self, kind: str, context: dict[str, Any]) -> Rendered:
         subject = self.env.get_template(f"{kind}.subject.j2").render(context)
-        text = self.env.get_template(f"{kind}.txt.j2").render(context)
+        text_template = self.env.get_template(f"{kind}.txt.j2")
+        text = text_template.render(context)
+        html_template = self._html_beside(kind, text_template)
+        html = html_template.render(context) if html_template is not None else None
+        return Rendered(subject=one_line(subject), text=text, html=html)
+
+    def _html_beside(self, kind: str, text_template: jinja2.Template) -> jinja2.Template | None:
+        """The HTML template of a kind, only from the directory its text template came from:
+        an admin who rewrote the text must not have the shipped wording sent as HTML beside it
+        (most clients show the HTML part)."""
         try:
             html_template = self.env.get_template(f"{kind}.html.j2")
         except jinja2.TemplateNotFound:
-            html = None
-        else:
-            html = html_template.render(context)
-        return Rendered(subject=one_line(subject), text=text, html=html)
+            return None
+        if Path(html_template.filename or "").parent != Path(text_template.filename or "").parent:
+            return None
+        return html_template
+
+
+# What each kind of mail gets besides desk, tag and reopen_window_days (see outbox.Mailer and
+# desk.tickets); check() renders every template with these.
+_SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "status": "open",
+                  "requester": "ann@example.org", "requester_name": "Ann",
+                  "resolution": "Replaced the fuser unit.",
+                  "created_at": datetime(2026, 1, 5, 9, 30)}
+_SAMPLE_EXTRA = {
+    "ack": {"unknown_tag": 7, "linked_from": 3},
+    "reply": {"text": "Could you send the printer's name?", "author": "Ada"},
+    "closed": {},
+    "reopened": {"text": "It jams again."},
+}
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    return {"desk": {"name": "Service Desk", "address": "desk@example.org"},
+            "tag": "[DESK #42]", "reopen_window_days": 30, "ticket": dict(_SAMPLE_TICKET),
+            **_SAMPLE_EXTRA[kind]}
+
+
+def deliverable(address: str) -> str:
+    """The address as it goes on the wire: an internationalised domain in IDNA form; a
+    non-ASCII local part stays UTF-8 (RFC 6531/6532). Raises ValueError for what is no address
+    at all, or could smuggle a line break into a header."""
+    local, _, domain = address.rpartition("@")
+    if (not local or not domain or one_line(address) != address or "<" in address
+            or ">" in address or (" " in address and not local.startswith('"'))):
+        raise ValueError(f"not a deliverable address: {address!r}")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")  # exämple.de -> xn--exmple-cua.de
+        except UnicodeError:
+            pass  # left as UTF-8, which a relay with SMTPUTF8 takes
+    return f"{local}@{domain}"
 
 
 def _address(recipient: Recipient) -> str:
-    """``Name <local@domain>``: the name quoted or RFC 2047-encoded as needed, the local part
-    quoted when it must be; control characters cannot survive into the header."""
-    addr_spec = recipient.address
-    local, _, domain = addr_spec.rpartition("@")
-    if (not local or not domain or one_line(addr_spec) != addr_spec or "<" in addr_spec
-            or ">" in addr_spec or (" " in addr_spec and not local.startswith('"'))):
-        raise ValueError(f"not a deliverable address: {recipient.address!r}")
-    return formataddr((one_line(recipient.name), addr_spec), charset="utf-8")
+    """``Name <local@domain>``, the name quoted or RFC 2047-encoded as needed."""
+    address = deliverable(recipient.address)
+    if address.isascii():
+        return formataddr((one_line(recipient.name), address), charset="utf-8")
+    # formataddr refuses a non-ASCII address; the name part is encoded the same way.
+    name = formataddr((one_line(recipient.name), "x@x"), charset="utf-8")[:-len("<x@x>")]
+    return f"{name}<{address}>"
 
 
 def _encoded(text: str) -> str:
@@ -180,7 +232,10 @@ def build_message(
         ("Date", format_datetime(date or datetime.now(timezone.utc))),
         ("Message-ID", one_line(message_id)),
     ]
-    refs = [one_line(r) for r in references if r]
+    # Message-IDs are ASCII by definition; a broken non-ASCII one is better left out.
+    refs = [one_line(r) for r in references if r and r.isascii()]
+    if in_reply_to and not in_reply_to.isascii():
+        in_reply_to = None
     if in_reply_to:
         headers.append(("In-Reply-To", one_line(in_reply_to)))
         if in_reply_to not in refs:
@@ -194,7 +249,9 @@ def build_message(
         headers.append(("X-Mailticket-Ticket", str(ticket)))
     headers.append(("MIME-Version", "1.0"))
 
-    lines = [f"{name}: {value}".encode("ascii") for name, value in headers]
+    # UTF-8 only where an address has a non-ASCII local part (RFC 6532; the relay then needs
+    # SMTPUTF8); names and subjects are RFC 2047-encoded above.
+    lines = [f"{name}: {value}".encode("utf-8") for name, value in headers]
     if rendered.html is None:
         lines += _text_part(rendered.text, "plain")
     else:

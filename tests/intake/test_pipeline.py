@@ -225,3 +225,18 @@ def test_a_failing_database_abandons_the_batch_instead_of_quarantining_it(app):
     assert Quarantine.select().count() == 0
     assert Ticket.select().count() == 0
     assert IntakeKey.select().count() == 0
+
+
+def test_a_template_broken_at_run_time_keeps_the_mail_instead_of_quarantining_it(
+        tmp_path, database_url, clock):
+    from mailticket.errors import TemporaryFailure
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "ack.txt.j2").write_text("Ticket {{ ticket.number }}\n")
+    app = build(settings_for(tmp_path, database_url, extra=f"templates: {templates}\n"), clock=clock)
+    (templates / "ack.txt.j2").write_text("Ticket {{ ticket.nosuch }}\n")  # edited while running
+    with pytest.raises(TemporaryFailure, match="ack"):
+        feed(app, make_mail())
+    assert Quarantine.select().count() == 0 and Ticket.select().count() == 0
+    app.db.close()

@@ -1,0 +1,53 @@
+"""The database layer: schema, transactions, recovery from a dropped PostgreSQL connection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from mailticket import db as dbmod
+from mailticket.errors import TemporaryFailure
+from mailticket.models import SchemaVersion, Ticket
+from tests.conftest import backends
+from tests.helpers import write_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+POSTGRES_ONLY = [b for b in backends() if b == "postgres"]
+
+
+def test_migrate_is_idempotent(database):
+    assert dbmod.migrate(database) == dbmod.migrate(database) == 1
+    assert SchemaVersion.select().count() == 1
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+def test_a_connection_dropped_by_the_server_is_replaced(backend, fresh_postgres_url):
+    database = dbmod.connect(fresh_postgres_url)
+    pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    admin = psycopg2.connect(fresh_postgres_url.replace("postgresql://", "postgres://"))
+    admin.autocommit = True
+    admin.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    with pytest.raises(TemporaryFailure):
+        with dbmod.transaction(database):
+            Ticket.select().count()
+    with dbmod.transaction(database):  # the next one works on a new connection
+        assert Ticket.select().count() == 0
+    database.close()
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+def test_two_processes_migrating_at_once_both_succeed(backend, fresh_postgres_url, tmp_path):
+    config = write_config(tmp_path, fresh_postgres_url)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runs = [subprocess.Popen([sys.executable, "-m", "mailticket", "--config", str(config),
+                              "init-db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            for _ in range(4)]
+    outputs = [(run.wait(60), run.stdout.read().decode()) for run in runs]
+    assert [code for code, _ in outputs] == [0, 0, 0, 0], outputs
