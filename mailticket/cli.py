@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from datetime import datetime
 from typing import Any, Sequence
@@ -103,9 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MailticketError as exc:
         print(f"mailticket: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except peewee.OperationalError as exc:
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
         print(f"mailticket: database unavailable: {exc}", file=sys.stderr)
         return EXIT_TEMPORARY
+    except OSError as exc:  # a port in use, a directory we may not write...
+        print(f"mailticket: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 
@@ -120,8 +124,8 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
         from mailticket.daemon import Daemon
 
         logs.setup(settings.logging.level, settings.logging.file, secrets)
-        Daemon(settings).run_forever()
-        return EXIT_OK
+        healthy = Daemon(settings).run_forever()
+        return EXIT_OK if healthy else EXIT_FAILED
     logs.setup("WARNING", None, secrets)
     if args.command == "check-config":
         from mailticket.mail.compose import Composer
@@ -157,6 +161,14 @@ def _safe_url(url: str) -> str:
 
 def _actor(args: argparse.Namespace) -> str:
     return args.actor or os.environ.get("MAILTICKET_AGENT") or getpass.getuser()
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _safe(text: str | None) -> str:
+    """Text a sender wrote, made harmless for a terminal: no escape sequences, no bells."""
+    return _UNPRINTABLE.sub("\ufffd", text or "")
 
 
 def _when(value: datetime | None) -> str:
@@ -200,7 +212,7 @@ def _ticket_list(app: Any, args: argparse.Namespace) -> int:
     print(f"{'#':>6}  {'status':<9} {'updated':<20} {'requester':<30} subject")
     for t in tickets:
         print(f"{t.number:>6}  {t.status:<9} {_when(t.updated_at):<20} "
-              f"{t.requester[:30]:<30} {t.subject[:60]}")
+              f"{_safe(t.requester[:30]):<30} {_safe(t.subject[:60])}")
     return EXIT_OK
 
 
@@ -227,28 +239,29 @@ def _ticket_show(app: Any, args: argparse.Namespace) -> int:
                            "detail": e.detail} for e in events]
         _print_json(data)
         return EXIT_OK
-    print(f"Ticket #{ticket.number}: {ticket.subject or '(no subject)'}")
+    print(f"Ticket #{ticket.number}: {_safe(ticket.subject) or '(no subject)'}")
     print(f"  status:    {ticket.status}")
-    print(f"  requester: {ticket.requester_name} <{ticket.requester}>".replace("  <", " <"))
+    print(f"  requester: {_safe(ticket.requester_name)} <{_safe(ticket.requester)}>"
+          .replace("  <", " <"))
     if ticket.cc:
-        print(f"  cc:        {', '.join(ticket.cc)}")
+        print(f"  cc:        {_safe(', '.join(ticket.cc))}")
     print(f"  created:   {_when(ticket.created_at)}   updated: {_when(ticket.updated_at)}")
     if ticket.linked_to_id:
         print(f"  follows:   ticket #{ticket.linked_to_id}")
     if ticket.resolution:
-        print(f"  resolution: {ticket.resolution}")
+        print(f"  resolution: {_safe(ticket.resolution)}")
     print("\nMessages:")
     for m in messages:
         who = m.author or m.sender
-        print(f"--- {m.direction} {_when(m.created_at)} from {who} ({m.verdict})")
-        print(f"    Subject: {m.subject}")
+        print(f"--- {m.direction} {_when(m.created_at)} from {_safe(who)} ({m.verdict})")
+        print(f"    Subject: {_safe(m.subject)}")
         for a in attachments.get(m.id, []):
-            print(f"    Attachment: {a.filename} ({a.content_type}, {a.size} bytes)")
-        body = m.body.strip() or "(empty)"
+            print(f"    Attachment: {_safe(a.filename)} ({_safe(a.content_type)}, {a.size} bytes)")
+        body = _safe(m.body.strip()) or "(empty)"
         print("    " + body.replace("\n", "\n    "))
     print("\nHistory:")
     for e in events:
-        print(f"  {_when(e.at)}  {e.actor}: {e.kind} {e.detail}".rstrip())
+        print(f"  {_when(e.at)}  {_safe(e.actor)}: {e.kind} {_safe(e.detail)}".rstrip())
     return EXIT_OK
 
 
@@ -285,8 +298,8 @@ def _quarantine_list(app: Any, args: argparse.Namespace) -> int:
         print("quarantine is empty")
         return EXIT_OK
     for q in rows:
-        print(f"#{q.id}  {_when(q.created_at)}  {q.status}  {q.source} {q.source_key}")
-        print(f"     {q.error}")
+        print(f"#{q.id}  {_when(q.created_at)}  {q.status}  {q.source} {_safe(q.source_key)}")
+        print(f"     {_safe(q.error)}")
     return EXIT_OK
 
 

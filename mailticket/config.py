@@ -51,6 +51,11 @@ class DeskSettings:
     address: str
     ticket_prefix: str
     reopen_window_days: int
+    aliases: tuple[str, ...] = ()  # the desk's other addresses (other intake mailboxes)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset({self.address.lower(), *(a.lower() for a in self.aliases)})
 
 
 @dataclass(frozen=True)
@@ -347,7 +352,7 @@ def _size(value: Any) -> int:
 # --- the sections ------------------------------------------------------------------------------
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging")
-_DESK_KEYS = ("name", "address", "ticket_prefix", "reopen_window_days")
+_DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days")
 _IMAP_KEYS = ("host", "port", "security", "username", "password", "folder", "processed_folder",
               "quarantine_folder", "idle", "poll_interval", "idle_renew", "batch_size", "timeout")
 _SMTP_IN_KEYS = ("listen", "protocol")
@@ -362,8 +367,18 @@ def _read_desk(r: _Reader, top: dict[str, Any]) -> DeskSettings | None:
     desk = r.section(top, "desk", "desk", allowed=_DESK_KEYS)
     if desk is None:
         return None
+    aliases_raw = desk.get("aliases") or []
+    aliases: list[str] = []
+    if not isinstance(aliases_raw, list):
+        r.problem("desk.aliases", f"expected a list of addresses, got {_show(aliases_raw)}")
+    else:
+        for i, item in enumerate(aliases_raw):
+            alias = r.value({"alias": item}, f"desk.aliases[{i}]", "alias", _address)
+            if alias:
+                aliases.append(alias)
     return DeskSettings(
         name=r.value(desk, "desk.name", "name", _string, "Service Desk"),
+        aliases=tuple(aliases),
         address=r.value(desk, "desk.address", "address", _address),
         ticket_prefix=r.value(desk, "desk.ticket_prefix", "ticket_prefix", _ticket_prefix, "DESK"),
         reopen_window_days=r.value(desk, "desk.reopen_window_days", "reopen_window_days",

@@ -33,6 +33,7 @@ class Daemon:
         self.source_threads: list[threading.Thread] = []
         self.sender_thread: threading.Thread | None = None
         self.smtp_server: SmtpIntakeServer | None = None
+        self.healthy = True  # False once a part of the daemon died: the exit status says so
 
     def start(self) -> None:
         settings = self.settings
@@ -61,6 +62,7 @@ class Daemon:
                 target()
             except Exception:  # noqa: BLE001 - a dead thread must stop the daemon loudly
                 log.exception("thread %s died; stopping", name)
+                self.healthy = False
                 self.stop_event.set()
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)
@@ -88,16 +90,18 @@ class Daemon:
         self.app.db.close()
         log.info("stopped")
 
-    def run_forever(self) -> None:
+    def run_forever(self) -> bool:
+        """Run until a signal (or a dead part) stops the daemon; True when it ended cleanly."""
         def on_signal(signum: int, _frame: object) -> None:
             log.info("received %s", signal.Signals(signum).name)
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
         try:
+            self.start()
             while not self.stop_event.wait(1.0):
                 pass
         finally:
             self.stop()
+        return self.healthy

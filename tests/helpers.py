@@ -22,6 +22,7 @@ def write_config(tmp_path: Path, database_url: str, extra: str = "", intake: str
             "desk:\n"
             "  name: Test Desk\n"
             f"  address: {DESK}\n"
+            "  aliases: [desk2@example.test]\n"
             "  ticket_prefix: DESK\n"
             "  reopen_window_days: 30\n"
             "intake:\n"

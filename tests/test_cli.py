@@ -153,3 +153,36 @@ def test_outbox_list_and_retry(capsys, config, ticket):
     code, out, _ = run(capsys, "--config", config, "outbox", "retry", str(row["id"]))
     assert code == 0
     assert Outbox.get().status == "pending"
+
+
+def test_terminal_escapes_in_mail_never_reach_the_agents_terminal(capsys, config):
+    from mailticket import config as configmod
+
+    app = build(configmod.load(config))
+    [result] = app.pipeline.process_batch([RawMail("test", "1/5", make_mail(
+        subject="Help", body="Hello \x1b]0;pwned\x07 \x1b[2J\x1b[31mred\tand\nnext line"))])
+    app.db.close()
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(result.ticket))
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "red\tand" in out and "next line" in out
+
+
+def test_a_ticket_number_past_any_real_one_is_just_unknown(capsys, config):
+    code, _, err = run(capsys, "--config", config, "ticket", "show", "99999999999999999999999")
+    assert code == cli.EXIT_FAILED
+    assert err.strip() == "mailticket: no ticket #99999999999999999999999"
+
+
+def test_run_with_the_intake_port_taken_says_so_in_one_line(capsys, tmp_path, database_url):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, database_url,
+                              intake=f"smtp: {{listen: '127.0.0.1:{port}'}}")
+        code, _, err = run(capsys, "--config", str(config), "run")
+    assert code == cli.EXIT_FAILED
+    assert "Traceback" not in err and str(port) in err

@@ -618,3 +618,17 @@ def test_variable_pointing_nowhere_names_that_file(workdir):
     with pytest.raises(ConfigError) as caught:
         load(environ={config.CONFIG_ENV_VAR: str(missing)})
     assert caught.value.problems == [f"{missing}: no such config file"]
+
+
+def test_desk_aliases_are_our_own_addresses(tmp_path):
+    from mailticket import config as configmod
+
+    path = tmp_path / "c.yaml"
+    path.write_text("database: sqlite:///x.db\n"
+                    "desk: {address: Desk@Example.org, aliases: [help@example.org, IT@example.org]}\n"
+                    "intake: {smtp: {listen: '127.0.0.1:8025'}}\noutgoing: {maildir: sent}\n")
+    desk = configmod.load(path, environ={}).desk
+    assert desk.own_addresses == {"desk@example.org", "help@example.org", "it@example.org"}
+    path.write_text(path.read_text().replace("[help@example.org, IT@example.org]", "[nope]"))
+    with pytest.raises(configmod.ConfigError, match=r"desk.aliases\[0\]: expected an email address"):
+        configmod.load(path, environ={})

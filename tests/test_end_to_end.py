@@ -124,6 +124,7 @@ def test_same_mail_to_two_desk_mailboxes_makes_one_ticket(daemon, fresh_mailbox,
     wait_until(lambda: mails_to(smtp_sink, "dan@example.org", "Shared drive"), what="the ack")
     tickets = daemon.cli_json("ticket", "list")
     assert [t["requester"] for t in tickets] == ["dan@example.org"]
+    assert tickets[0]["cc"] == []  # desk2 is one of our own addresses (desk.aliases)
     # Another mail through the second mailbox still gets its own answer, so the first ack was
     # not simply the last one out: there is exactly one for dan.
     fresh_mailbox.append("desk2", make_mail(subject="Second question", sender="eve@example.org"))

@@ -56,12 +56,12 @@ class Desk:
         self.mailer = mailer
         self.store = store
         self.clock = clock
-        self.own_addresses = frozenset({settings.desk.address.lower()})
+        self.own_addresses = settings.desk.own_addresses
 
     # --- lookups (the route.Lookup protocol) -------------------------------------------------
 
     def ticket(self, number: int) -> TicketView | None:
-        found = Ticket.get_or_none(Ticket.number == number)
+        found = _locked(number)
         return view(found) if found else None
 
     def ticket_for_message_ids(self, message_ids: Sequence[str]) -> TicketView | None:
@@ -78,7 +78,10 @@ class Desk:
         return view(message.ticket) if message else None
 
     def get(self, number: int) -> Ticket:
-        found = Ticket.get_or_none(Ticket.number == number)
+        """The ticket, locked until the transaction ends (PostgreSQL: SELECT ... FOR UPDATE;
+        SQLite's write transactions are serial already), so two agents closing it at once, or
+        an agent and an incoming reply, act one after the other on what the other did."""
+        found = _locked(number)
         if found is None:
             raise UnknownTicket(number)
         return found
@@ -256,6 +259,15 @@ class Desk:
             return None, []
         references = [ids[0]] if ids[0] != ids[-1] else []
         return ids[-1], references
+
+
+def _locked(number: int) -> Ticket | None:
+    if not 0 < number < 2 ** 31:  # PostgreSQL's serial; no desk gets near it
+        return None
+    query = Ticket.select().where(Ticket.number == number)
+    if Ticket._meta.database.for_update:  # PostgreSQL; SQLite has no row locks (nor needs them)
+        query = query.for_update()
+    return query.first()
 
 
 def _ticket_context(ticket: Ticket) -> dict[str, object]:

@@ -9,7 +9,9 @@ crash is recognised and not re-applied. Sources acknowledge (IMAP move, SMTP 250
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -22,7 +24,7 @@ from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure,
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from mailticket.intake.route import Action, Decision, route, tag_pattern
 from mailticket.mail.classify import classify
-from mailticket.mail.parse import parse
+from mailticket.mail.parse import ParsedMail, parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,9 @@ decisions = logging.getLogger("mailticket.decisions")
 # The two lookups made for every message, prepared once (see db.Prepared).
 _SEEN_KEY = Prepared(lambda source, key: IntakeKey.select(IntakeKey.outcome).where(
     (IntakeKey.source == source) & (IntakeKey.key == key)), 2)
-_EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(Message.id, Message.ticket).where(
-    Message.message_id == message_id), 1)
+_EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(
+    Message.id, Message.ticket, Message.sender, Message.subject).where(
+        Message.message_id == message_id), 1)
 
 # Failures of our own machinery rather than of the message: the database, the file store (disk
 # full, permissions). Quarantining every message would be wrong; the batch is abandoned instead.
@@ -160,8 +163,14 @@ class Pipeline:
                                    f"{limit} bytes (limits.max_message_size)")
         mail = parse(item.raw)
         earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
+        if earlier is not None and not _same_mail(mail, earlier):
+            # Some robots reuse one Message-ID for different mails: keep this one as its own.
+            mail = replace(mail, message_id=_reused_id(mail), message_id_synthesized=True,
+                           defects=mail.defects + (f"Message-ID {mail.message_id} was already "
+                                                   "used by a different message",))
+            earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
         if earlier is not None:
-            earlier_id, ticket = earlier
+            earlier_id, ticket = earlier[0], earlier[1]
             IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
                              outcome="duplicate", message=earlier_id, at=self.clock())
             decisions.info("%s duplicate of message %d (ticket %s)", mail.message_id, earlier_id,
@@ -221,6 +230,21 @@ class Pipeline:
         if not updated:
             MailboxState.create(source=cursor.source, uidvalidity=cursor.uidvalidity,
                                 last_uid=cursor.last_uid, updated_at=self.clock())
+
+
+def _same_mail(mail: ParsedMail, earlier: tuple) -> bool:
+    """The same mail again (another desk address, another mailbox, a re-delivery) has the same
+    sender and subject; its headers above them differ by the route it took."""
+    sender = mail.sender.address if mail.sender else ""
+    return (earlier[2], earlier[3]) == (sender, mail.subject)
+
+
+def _reused_id(mail: ParsedMail) -> str:
+    """An id for a mail whose Message-ID was taken, from what stays the same on every route."""
+    parts = [mail.message_id, mail.sender.address if mail.sender else "", mail.subject,
+             mail.date.isoformat() if mail.date else "", mail.body[:100_000]]
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"<{digest[:40]}@reused-id.invalid>"
 
 
 def _describe(exc: BaseException) -> str:

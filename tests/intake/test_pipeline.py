@@ -240,3 +240,16 @@ def test_a_template_broken_at_run_time_keeps_the_mail_instead_of_quarantining_it
         feed(app, make_mail())
     assert Quarantine.select().count() == 0 and Ticket.select().count() == 0
     app.db.close()
+
+
+def test_a_different_mail_reusing_a_message_id_is_kept_as_its_own(app):
+    first = feed(app, make_mail(subject="Incident INC001 opened", message_id="<robot@example.org>"))
+    mail_two = make_mail(subject="Incident INC002 opened", message_id="<robot@example.org>")
+    second = feed(app, mail_two, start=2)
+    assert second[0].outcome is Outcome.RECORDED and second[0].ticket != first[0].ticket
+    reused = Message.get(Message.subject == "Incident INC002 opened")
+    assert reused.message_id.endswith("@reused-id.invalid>")
+    assert any("already used" in d for d in reused.defects)
+    # The same second mail arriving again by another route is still recognised.
+    again = feed(app, b"Received: from relay2.example.org\r\n" + mail_two, source="other")
+    assert again[0].outcome is Outcome.DUPLICATE

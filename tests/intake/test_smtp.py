@@ -174,14 +174,15 @@ def test_over_the_size_limit_is_552(smtp_server, sink):
     assert sink.calls == 0
 
 
-def lmtp_transaction(c: smtplib.LMTP, rcpts: list[str]) -> list[tuple[int, bytes]]:
+def lmtp_transaction(c: smtplib.LMTP, rcpts: list[str],
+                     content: bytes = MESSAGE) -> list[tuple[int, bytes]]:
     """One LMTP transaction; the replies after DATA, one per recipient. (smtplib.LMTP.sendmail
     reads only the first of them, so the rest are read here.)"""
     c.ehlo_or_helo_if_needed()
     assert c.mail("user@example.com")[0] == 250
     for rcpt in rcpts:
         assert c.rcpt(rcpt)[0] == 250
-    replies = [c.data(MESSAGE)]
+    replies = [c.data(content)]
     replies += [c.getreply() for _ in rcpts[1:]]
     return replies
 
@@ -222,3 +223,119 @@ def test_a_null_reverse_path_is_recorded_as_an_empty_return_path(smtp_server, si
         assert c.data(MESSAGE)[0] == 250
     [item] = sink.recorded
     assert item.raw == b"Return-Path: <>\r\n" + MESSAGE
+
+
+# --- long lines, sizes over LMTP, stopping with a message in hand --------------------------------
+
+LONG_LINES = (
+    b"From: User <user@example.com>\r\n"
+    b"To: desk@example.org\r\n"
+    b"Subject: Long lines\r\n"
+    b"X-Long: " + b"h" * 3000 + b"\r\n"                   # a 3,000-byte header line
+    b"\r\n"
+    b"" + b"b" * 5000 + b"\r\n"                           # a 5,000-byte body line
+    b"." + b"d" * 4000 + b"\r\n"                          # a long line that starts with a dot
+    b"end\r\n"
+)
+ONE_HUGE_LINE = MESSAGE + b"z" * (LIMIT + 100) + b"\r\n"     # over the limit in a single line
+MANY_LINES = (MESSAGE + b"x" * 76 + b"\r\n") * (LIMIT // 100 + 1)  # over the limit, short lines
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
+def test_long_lines_are_accepted_and_recorded_byte_exact(sink, protocol):
+    server = start_server(sink, protocol)
+    try:
+        if protocol == "smtp":
+            assert deliver(server, LONG_LINES) == (250, b"OK: queued as ticket 1")
+        else:
+            with smtplib.LMTP(server.settings.host, server.settings.port, timeout=10) as c:
+                rcpts = ["desk@example.org", "it@example.org"]
+                replies = lmtp_transaction(c, rcpts, LONG_LINES)
+                assert replies == [(250, b"OK: queued as ticket 1")] * 2
+                assert c.noop()[0] == 250
+    finally:
+        server.stop()
+    [item] = sink.recorded
+    assert item.raw == b"Return-Path: <user@example.com>\r\n" + LONG_LINES
+    assert item.key == hashlib.sha256(LONG_LINES).hexdigest()
+
+
+def test_a_single_line_over_the_size_limit_is_552_not_500(smtp_server, sink):
+    code, reply = deliver(smtp_server, ONE_HUGE_LINE)
+    assert code == 552, reply
+    # The connection is still in step: a normal message goes through after it.
+    assert deliver(smtp_server)[0] == 250
+    assert sink.calls == 1
+
+
+@pytest.mark.parametrize("content", [MANY_LINES, ONE_HUGE_LINE], ids=["many-lines", "one-line"])
+def test_lmtp_over_the_size_limit_is_552_for_every_recipient(lmtp_server, sink, content):
+    rcpts = ["desk@example.org", "support@example.org"]
+    with smtplib.LMTP(lmtp_server.settings.host, lmtp_server.settings.port, timeout=5) as c:
+        assert lmtp_transaction(c, rcpts, content) == [(552, b"5.3.4 Message too big")] * 2
+        # Still in step with the server.
+        assert c.noop()[0] == 250
+        assert lmtp_transaction(c, rcpts) == [(250, b"OK: queued as ticket 1")] * 2
+    assert sink.calls == 1
+
+
+def test_stop_finishes_the_message_in_hand_before_stopping(sink):
+    server = start_server(sink, "smtp")
+    sink.gate = threading.Event()
+    events: list[str] = []
+    replies: list[tuple[int, bytes]] = []
+
+    def send() -> None:
+        replies.append(deliver(server))
+        events.append("replied")
+
+    def stop() -> None:
+        server.stop(timeout=20)
+        events.append("stopped")
+
+    idle = client(server)             # connected before the stop, between transactions
+    idle.ehlo("mta.example.com")
+    sender = threading.Thread(target=send)
+    stopper = threading.Thread(target=stop)
+    try:
+        sender.start()
+        assert sink.entered.wait(5)
+        stopper.start()
+        time.sleep(0.3)
+        assert events == [], "stop() waits for the message in hand"
+        # No new connections, and no new transactions on the ones still open.
+        with pytest.raises(OSError):
+            smtplib.SMTP(server.settings.host, server.settings.port, timeout=2)
+        assert idle.mail("user@example.com")[0] == 421
+    finally:
+        sink.gate.set()
+        sender.join(10)
+        stopper.join(10)
+        idle.close()
+    assert replies == [(250, b"OK: queued as ticket 1")]
+    assert events == ["replied", "stopped"]
+    assert len(sink.recorded) == 1
+
+
+def test_stop_waits_no_longer_than_its_bound(sink):
+    server = start_server(sink, "smtp")
+    sink.gate = threading.Event()
+    replies: list[object] = []
+
+    def send() -> None:
+        try:
+            replies.append(deliver(server))
+        except (smtplib.SMTPException, OSError) as exc:
+            replies.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert sink.entered.wait(5)
+        started = time.monotonic()
+        server.stop(timeout=0.5)
+        assert 0.4 <= time.monotonic() - started < 3
+    finally:
+        sink.gate.set()
+        sender.join(10)
+    assert replies and not isinstance(replies[0], tuple), "cut off: no reply"
