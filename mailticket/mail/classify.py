@@ -50,11 +50,7 @@ REPORT_PART_TYPES = frozenset({"message/disposition-notification",
                                "message/global-disposition-notification",
                                "message/feedback-report"})
 DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "mailerdaemon", "mail-daemon", "mdaemon"})
-# postmaster@ is also a person (the mail admin): it needs a second sign of a bounce.
 POSTMASTER_LOCAL_PARTS = frozenset({"postmaster"})
-POSTMASTER_BOUNCE_WORDS = re.compile(
-    r"undeliver|deliver(?:y|ed)|returned|fail|error|reject|block|bounce|odrzucon|unzustellbar",
-    re.IGNORECASE)
 
 # Subjects that MTAs put on non-delivery reports. Anchored at the start: a person's
 # "Re: Undeliverable: ..." or "undeliverable mails since Monday" must still reach the desk.
@@ -193,11 +189,9 @@ def is_bounce(mail: ParsedMail, desk: frozenset[str]) -> str | None:
     if mail.sender is not None and local in DAEMON_LOCAL_PARTS:
         return f"From: {mail.sender.key}"
     if mail.sender is not None and local in POSTMASTER_LOCAL_PARTS:
-        envelope = (mail.return_path or "").lower().rpartition("@")[0]
-        if mail.return_path == "" or envelope in POSTMASTER_LOCAL_PARTS | DAEMON_LOCAL_PARTS:
-            return f"From: {mail.sender.key}, Return-Path: <{mail.return_path}>"
-        if POSTMASTER_BOUNCE_WORDS.search(mail.subject):
-            return f"From: {mail.sender.key}, subject: {_show(mail.subject)}"
+        # Issue #2: mailer-daemon and postmaster senders are never answered. A mail admin who
+        # writes from postmaster@ is still recorded, just not acknowledged.
+        return f"From: {mail.sender.key}"
     if mail.sender is None:
         # "MAILER DAEMON <>": the name is all that is left.
         for value in _values(mail, "from"):

@@ -60,9 +60,10 @@ def test_fixture_mails(name, kind, reason):
     (mail('From: "MAILER DAEMON" <>', "Subject: Banned file"), Kind.BOUNCE, "From: "),
     (mail("From: postmaster@example.net", "Return-Path: <>"), Kind.BOUNCE, "From: postmaster@"),
     (mail("From: postmaster@example.net", "Subject: Message blocked"), Kind.BOUNCE,
-     "From: postmaster@example.net, subject"),
+     "From: postmaster@example.net"),
+    # Issue #2: postmaster senders are never acknowledged, even the admin writing by hand.
     (mail("From: Postmaster <postmaster@example.net>", "Subject: Our new mail server"),
-     Kind.HUMAN, "no automated-mail marker"),  # the admin is a person too
+     Kind.BOUNCE, "From: postmaster@example.net"),
     (mail("Subject: Undeliverable: RE: invoice"), Kind.BOUNCE, "bounce subject"),
     (mail("Subject: Undelivered Mail Returned to Sender"), Kind.BOUNCE, "bounce subject"),
     (mail("Subject: Delivery Status Notification (Failure)"), Kind.BOUNCE, "bounce subject"),

@@ -31,6 +31,9 @@ NOT_RECOGNISED: dict[str, str] = {}
 
 # Files in the "person" folders that are not HUMAN, and why that is right.
 NOT_HUMAN: dict[str, tuple[Kind, str]] = {
+    "html/flanker-long-links.eml": (
+        Kind.BOUNCE, "sent From postmaster@: issue #2 says postmaster senders are never "
+        "acknowledged (the mail is still recorded)"),
     "attachments/mmp-m4006.eml": (
         Kind.REPORT, "an Outlook read receipt ('Read: invitation', only winmail.dat): the notes "
         "say so; answering it would loop"),
