@@ -186,9 +186,7 @@ def is_bounce(mail: ParsedMail, desk: frozenset[str]) -> str | None:
     if mail.report_type in OTHER_REPORT_TYPES:
         return None  # a read receipt or feedback report from a postmaster is still a report
     local = _local_part(mail.sender)
-    if mail.sender is not None and local in DAEMON_LOCAL_PARTS:
-        return f"From: {mail.sender.key}"
-    if mail.sender is not None and local in POSTMASTER_LOCAL_PARTS:
+    if mail.sender is not None and local in DAEMON_LOCAL_PARTS | POSTMASTER_LOCAL_PARTS:
         # Issue #2: mailer-daemon and postmaster senders are never answered. A mail admin who
         # writes from postmaster@ is still recorded, just not acknowledged.
         return f"From: {mail.sender.key}"

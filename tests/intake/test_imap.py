@@ -16,6 +16,7 @@ from mailticket.errors import TemporaryFailure
 from mailticket.intake.imap import ImapSource, backoff_delay, describe
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from tests.servers import unavailable
+from tests.servers import wait_until as wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -96,17 +97,6 @@ class MemorySink:
     def items(self) -> list[RawMail]:
         with self.lock:
             return [item for batch in self.batches for item in batch]
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Running:

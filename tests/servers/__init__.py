@@ -1,6 +1,7 @@
 """Real servers for the tests (Dovecot, an SMTP sink, the daemon itself), all on loopback."""
 
 import os
+import time
 
 import pytest
 
@@ -10,3 +11,15 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (on CI every test must run)", pytrace=False)
     pytest.skip(reason)
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until predicate() returns something truthy; return it, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.servers import wait_until  # noqa: F401 - re-exported for the tests and benchmarks
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -71,15 +73,3 @@ class DaemonProcess:
 
     def cli_json(self, *args: str):
         return json.loads(self.cli(*args, "--json").stdout)
-
-
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
-    """Poll until predicate() returns something truthy; return it, or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
