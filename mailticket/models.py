@@ -144,7 +144,8 @@ class Outbox(BaseModel):
     subject = peewee.TextField(default="")
     content = peewee.BlobField()
     status = peewee.CharField(max_length=16, index=True)  # pending | sent | failed | held
-    attempts = peewee.IntegerField(default=0)
+    attempts = peewee.IntegerField(default=0)   # tries so far: drives the backoff
+    refusals = peewee.IntegerField(default=0)   # 4xx answers from the relay: count to the limit
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
     claimed_until = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)

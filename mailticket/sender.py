@@ -5,19 +5,38 @@ and a CLI process) never send the same row; a sender that dies mid-send leaves a
 expires, and the row is sent again (at least once, never lost). 4xx and a relay outage are
 retried with capped exponential backoff; 5xx and too many attempts mark the row ``failed``,
 where ``retry()`` can take it back.
+
+Write transactions are what a sender pays for (on SQLite each one waits for the single write
+lock, which the intake holds a batch at a time), so they are taken per chunk, not per mail:
+
+* one transaction claims up to ``CHUNK`` due rows in id order (selected and leased under the
+  write lock; PostgreSQL skips rows another sender has locked);
+* the mail is then sent one by one over the transport's persistent connection;
+* outcomes are recorded together, one transaction per ``RECORD_EVERY`` outcomes or
+  ``RECORD_SECONDS``, whichever comes first, and at the end of each chunk. Each one still
+  applies only while our lease holds (``claimed_until`` equal to the value we claimed with).
+
+The trade-off: delivery is at least once, as before, but the window between the relay's 250
+and our record of it is now up to ``RECORD_EVERY`` mails (or ``RECORD_SECONDS``) instead of one
+mail: a sender that crashes there sends those again once their lease has expired. A chunk's
+lease covers the whole chunk, so a sender stops sending from it when half the lease is used
+up, hands the unsent rows back and claims afresh: no send starts on a lease about to run out.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Callable
 
 import peewee
 
+from mailticket import db as dbmod
 from mailticket.config import Outgoing
-from mailticket.db import transaction
 from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
 from mailticket.models import Outbox, utcnow
 from mailticket.transport import RelayUnavailable, Transport
@@ -26,8 +45,12 @@ log = logging.getLogger(__name__)
 
 PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
 
-#: Rows read per query while draining.
+#: Rows claimed per write transaction while draining.
 CHUNK = 100
+#: Outcomes are recorded (one write transaction) after this many sends...
+RECORD_EVERY = 50
+#: ...or once the oldest unrecorded outcome is this many seconds old, whichever comes first.
+RECORD_SECONDS = 0.5
 
 
 class UnknownOutboxRow(MailticketError):
@@ -39,15 +62,22 @@ class UnknownOutboxRow(MailticketError):
 
 
 class Sender:
-    """Delivers due ``pending`` outbox rows, one at a time, in id order."""
+    """Delivers due ``pending`` outbox rows, one at a time, in id order.
+
+    ``transaction`` opens the write transactions (``mailticket.db.transaction`` unless told)."""
 
     def __init__(self, db: peewee.Database, transport: Transport, outgoing: Outgoing, *,
-                 clock: Callable[[], datetime] = utcnow, lease_seconds: float = 120):
+                 clock: Callable[[], datetime] = utcnow, lease_seconds: float = 120,
+                 transaction: Callable[[peewee.Database], AbstractContextManager] | None = None):
         self.db = db
         self.transport = transport
         self.outgoing = outgoing
         self.clock = clock
-        self.lease = timedelta(seconds=lease_seconds)
+        # One send may take a connect and a DATA, each up to the relay timeout; a send starts
+        # only with half the lease left, so the lease is at least four timeouts long.
+        relay_timeout = outgoing.smtp.timeout if outgoing.smtp is not None else 0.0
+        self.lease = timedelta(seconds=max(lease_seconds, 4 * relay_timeout))
+        self.transaction = transaction if transaction is not None else dbmod.transaction
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -78,78 +108,146 @@ class Sender:
 
     def drain(self, limit: int | None = None) -> int:
         """Deliver the pending rows that are due now (at most ``limit`` attempts); return how
-        many were sent. Each row is visited at most once per call."""
-        now = self.clock()
+        many were sent. Each row is visited at most once per call.
+
+        Rows are claimed a chunk at a time and their outcomes recorded in bulk (see the module
+        docstring for the crash window this opens)."""
         sent = attempted = 0
         last_id = 0
         relay_down: RelayUnavailable | None = None
-        while limit is None or attempted < limit:
-            size = CHUNK if limit is None else min(CHUNK, limit - attempted)
-            ids = [row.id for row in (
-                Outbox.select(Outbox.id)
-                .where((Outbox.status == PENDING) & (Outbox.next_attempt_at <= now)
-                       & (Outbox.id > last_id)
-                       & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
-                .order_by(Outbox.id)
-                .limit(size))]
-            if not ids:
-                break
-            for outbox_id in ids:
-                last_id = outbox_id
-                row = self._claim(outbox_id)
-                if row is None:
-                    continue  # another sender has it, or it is no longer pending
-                attempted += 1
-                if relay_down is not None:
-                    # Every message would fail the same way: defer without knocking again.
-                    self._temporary(row, str(relay_down), give_up=False)
-                    continue
-                delivered, relay_down = self._deliver(row)
-                sent += delivered
+        claimed: list[Outbox] = []  # claimed by us, not visited yet
+        outcomes: list[tuple[Outbox, dict]] = []  # decided, not recorded yet
+        oldest = 0.0  # time.monotonic() when the first of them was decided
+        try:
+            while limit is None or attempted < limit:
+                size = CHUNK if limit is None else min(CHUNK, limit - attempted)
+                chunk, lease_until = self._claim(last_id, size)
+                if not chunk:
+                    break
+                claimed = list(reversed(chunk))  # popped from the end: lowest id first
+                # Past this, a send could outlive the lease: hand the rest back, claim afresh.
+                send_by = lease_until - self.lease / 2
+                while claimed:
+                    if (relay_down is None and len(claimed) < len(chunk)
+                            and self.clock() >= send_by):
+                        break
+                    row = claimed.pop()
+                    last_id = row.id
+                    attempted += 1
+                    if relay_down is not None:
+                        # Every message would fail the same way: defer without knocking again.
+                        changes = self._temporary(row, str(relay_down), give_up=False)
+                    else:
+                        delivered, relay_down, changes = self._deliver(row)
+                        sent += delivered
+                    if not outcomes:
+                        oldest = time.monotonic()
+                    outcomes.append((row, changes))
+                    if (len(outcomes) >= RECORD_EVERY
+                            or time.monotonic() - oldest >= RECORD_SECONDS):
+                        self._record(outcomes)
+                        outcomes = []
+                self._record(outcomes, release=claimed)
+                outcomes, claimed = [], []
+        finally:
+            if outcomes or claimed:
+                # Something failed half-way (the database, most likely): record what was sent
+                # if at all possible, so that it is not sent again when the leases run out.
+                try:
+                    self._record(outcomes, release=claimed)
+                except Exception:
+                    log.exception("outbox: could not record %d outcome(s); those rows will be "
+                                  "sent again once their lease has run out", len(outcomes))
         return sent
+
+    # --- claiming and recording ------------------------------------------------------------------
+
+    def _due(self, now: datetime) -> peewee.Expression:
+        return ((Outbox.status == PENDING) & (Outbox.next_attempt_at <= now)
+                & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
+
+    def _claim(self, after_id: int, size: int) -> tuple[list[Outbox], datetime]:
+        """Lease up to ``size`` due rows with ids above ``after_id``, in one write transaction;
+        return them in id order (all columns, read after the claim) and the lease's end."""
+        now = self.clock()
+        due = self._due(now) & (Outbox.id > after_id)
+        # The lease value identifies this claim; a few random microseconds keep two claims made
+        # at the same instant apart.
+        until = now + self.lease + timedelta(microseconds=random.randrange(1, 1_000_000))
+        first = Outbox.select(Outbox.id).where(due).order_by(Outbox.id).limit(1)
+        if not first.exists():
+            return [], until  # nothing due: no write transaction (and no write lock) taken
+        candidates = Outbox.select(Outbox.id).where(due).order_by(Outbox.id).limit(size)
+        if self.db.for_update:
+            # PostgreSQL: rows another sender is claiming right now are skipped, not waited for.
+            candidates = candidates.for_update(skip_locked=True)
+        with self.transaction(self.db):
+            # Selected under the write lock (SQLite) or row locks (PostgreSQL): nobody else can
+            # claim these between the select and the update.
+            ids = [row.id for row in candidates]
+            if not ids:
+                return [], until
+            won = (Outbox.update(claimed_until=until)
+                   .where(Outbox.id.in_(ids) & self._due(now))
+                   .execute())
+        if won != len(ids):
+            log.warning("outbox: claimed %d of %d rows selected", won, len(ids))
+        # Outside the transaction: the rows are ours until the lease runs out.
+        rows = list(Outbox.select().where(Outbox.id.in_(ids) & (Outbox.claimed_until == until))
+                    .order_by(Outbox.id))
+        return rows, until
+
+    def _record(self, outcomes: list[tuple[Outbox, dict]], release: list[Outbox] = ()) -> None:
+        """Write ``outcomes`` (and hand back ``release``: claimed, not visited) in one write
+        transaction. Each change applies only while our claim holds."""
+        if not outcomes and not release:
+            return
+        lost = []
+        fields = Outbox._meta.fields
+        with self.transaction(self.db):
+            for row, changes in outcomes:
+                # One small statement per row; its SQL is built once (peewee would build it anew
+                # each time, which cost more than running it).
+                names = tuple(changes)
+                params = [fields[name].db_value(changes[name]) for name in names]
+                params += [row.id, Outbox.claimed_until.db_value(row.claimed_until)]
+                if self.db.execute_sql(_outcome_sql(self.db.param, names), params).rowcount != 1:
+                    lost.append((row, changes))
+            if release:
+                (Outbox.update(claimed_until=None)
+                 .where(Outbox.id.in_([row.id for row in release])
+                        & (Outbox.claimed_until == release[0].claimed_until))
+                 .execute())
+        for row, changes in lost:
+            # The lease ran out and another sender owns the row now: its record stands.
+            log.warning("outbox #%d: lease lost before the outcome was recorded (%s)",
+                        row.id, changes.get("status", "pending"))
 
     # --- one row --------------------------------------------------------------------------------
 
-    def _claim(self, outbox_id: int) -> Outbox | None:
-        now = self.clock()
-        until = now + self.lease
-        with transaction(self.db):
-            won = (Outbox.update(claimed_until=until)
-                   .where((Outbox.id == outbox_id) & (Outbox.status == PENDING)
-                          & (Outbox.next_attempt_at <= now)
-                          & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
-                   .execute())
-            if won != 1:
-                return None
-            return Outbox.get_by_id(outbox_id)
-
-    def _deliver(self, row: Outbox) -> tuple[bool, RelayUnavailable | None]:
-        """Send one claimed row and record the outcome: (sent?, the relay's outage if any)."""
+    def _deliver(self, row: Outbox) -> tuple[bool, RelayUnavailable | None, dict]:
+        """Send one claimed row: (sent?, the relay's outage if any, the changes to record)."""
         try:
             refused = self.transport.send(row.envelope_from, list(row.recipients),
                                           bytes(row.content)) or {}
         except PermanentFailure as exc:
-            self._failed(row, str(exc))
-            return False, None
+            return False, None, self._failed(row, str(exc))
         except RelayUnavailable as exc:
-            self._temporary(row, str(exc), give_up=False)
-            return False, exc
+            return False, exc, self._temporary(row, str(exc), give_up=False)
         except TemporaryFailure as exc:
-            self._temporary(row, str(exc))
-            return False, None
+            return False, None, self._temporary(row, str(exc))
         except Exception as exc:
             log.exception("outbox #%d: unexpected error while sending; will retry", row.id)
-            self._temporary(row, f"unexpected error: {exc.__class__.__name__}: {exc}")
-            return False, None
-        self._sent(row, refused)
-        return True, None
+            return False, None, self._temporary(
+                row, f"unexpected error: {exc.__class__.__name__}: {exc}")
+        return True, None, self._sent(row, refused)
 
     def _describe(self, row: Outbox, recipients: list[str] | None = None) -> str:
         to = ", ".join(recipients if recipients is not None else row.recipients)
         ticket = f", ticket {row.ticket_id}" if row.ticket_id is not None else ""
         return f"outbox #{row.id} to {to} ({row.kind}{ticket})"
 
-    def _sent(self, row: Outbox, refused: dict[str, tuple[int, str]]) -> None:
+    def _sent(self, row: Outbox, refused: dict[str, tuple[int, str]]) -> dict:
         now = self.clock()
         owed = [r for r, (code, _) in refused.items() if code < 500]
         lost = {r: v for r, v in refused.items() if v[0] >= 500}
@@ -163,46 +261,55 @@ class Sender:
         if owed:
             # Delivered to some: keep the row pending for the recipients refused with 4xx only.
             log.warning("outbox #%d: will retry for %s (refused for now)", row.id, ", ".join(owed))
-            self._temporary(row, f"partly delivered; refused: {note}", recipients=owed)
-            return
-        self._update(row, status=SENT, sent_at=now, attempts=row.attempts + 1,
-                     claimed_until=None, last_error=note or None)
+            return self._temporary(row, f"partly delivered; refused: {note}", recipients=owed)
+        return dict(status=SENT, sent_at=now, attempts=row.attempts + 1, claimed_until=None,
+                    last_error=note or None)
 
     def _temporary(self, row: Outbox, reason: str, recipients: list[str] | None = None,
-                   give_up: bool = True) -> None:
-        """Defer the row with backoff. ``give_up=False`` for a relay that cannot be reached at
-        all: an outage delays mail however long it lasts, it never fails it; only the relay's
-        own 4xx answers count towards ``max_attempts``."""
-        attempts = row.attempts + 1
+                   give_up: bool = True) -> dict:
+        """The changes that defer the row with backoff. ``give_up=False`` for a relay that
+        cannot be reached at all: an outage delays mail however long it lasts, it never fails
+        it; only the relay's own 4xx answers count towards ``max_attempts``."""
+        attempts = row.attempts + 1  # every try: drives the backoff
         changes: dict = {"attempts": attempts, "last_error": reason, "claimed_until": None}
         if recipients is not None:
             changes["recipients"] = recipients
-        if give_up and attempts >= self.outgoing.max_attempts:
-            log.warning("%s failed after %d attempts: %s", self._describe(row, recipients),
-                        attempts, reason)
+        refusals = row.refusals + 1 if give_up else row.refusals  # the relay's own 4xx answers
+        if give_up:
+            changes["refusals"] = refusals
+        if give_up and refusals >= self.outgoing.max_attempts:
+            log.warning("%s failed after %d refusals: %s", self._describe(row, recipients),
+                        refusals, reason)
             changes["status"] = FAILED
-            changes["last_error"] = f"gave up after {attempts} attempts: {reason}"
+            changes["last_error"] = f"gave up after {refusals} attempts: {reason}"
         else:
             delay = backoff(attempts, self.outgoing.retry_base, self.outgoing.retry_max)
             changes["next_attempt_at"] = self.clock() + timedelta(seconds=delay)
             log.warning("%s deferred (attempt %d, next in %.0fs): %s",
                         self._describe(row, recipients), attempts, delay, reason)
-        self._update(row, **changes)
+        return changes
 
-    def _failed(self, row: Outbox, reason: str) -> None:
+    def _failed(self, row: Outbox, reason: str) -> dict:
         log.warning("%s failed: %s", self._describe(row), reason)
-        self._update(row, status=FAILED, attempts=row.attempts + 1, last_error=reason,
-                     claimed_until=None)
+        return dict(status=FAILED, attempts=row.attempts + 1, last_error=reason,
+                    claimed_until=None)
 
-    def _update(self, row: Outbox, **changes: object) -> None:
-        # Only while our lease holds: if it ran out, another sender owns the row now.
-        with transaction(self.db):
-            done = (Outbox.update(**changes)
-                    .where((Outbox.id == row.id) & (Outbox.claimed_until == row.claimed_until))
-                    .execute())
-        if done != 1:
-            log.warning("outbox #%d: lease lost before the outcome was recorded (%s)",
-                        row.id, changes.get("status", "pending"))
+
+_OUTCOME_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _outcome_sql(param: str, names: tuple[str, ...]) -> str:
+    """``UPDATE outbox SET <names> WHERE id = ? AND claimed_until = ?`` with the driver's
+    parameter marker: an outcome applies only while the claim it was sent under holds."""
+    sql = _OUTCOME_SQL.get((param, names))
+    if sql is None:
+        meta = Outbox._meta
+        sets = ", ".join(f'"{meta.fields[name].column_name}" = {param}' for name in names)
+        sql = (f'UPDATE "{meta.table_name}" SET {sets} '
+               f'WHERE "{meta.primary_key.column_name}" = {param} '
+               f'AND "{Outbox.claimed_until.column_name}" = {param}')
+        _OUTCOME_SQL[(param, names)] = sql
+    return sql
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -215,7 +322,7 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 
 def retry(db: peewee.Database, outbox_id: int) -> None:
     """Put a failed (or held) row back in the queue, due now, with its attempts reset."""
-    with transaction(db):
+    with dbmod.transaction(db):
         row = Outbox.get_or_none(Outbox.id == outbox_id)
         if row is None:
             raise UnknownOutboxRow(outbox_id)
@@ -226,7 +333,7 @@ def retry(db: peewee.Database, outbox_id: int) -> None:
             # Due now; a claim in progress is left alone so the row is not sent twice.
             Outbox.update(next_attempt_at=now).where(Outbox.id == outbox_id).execute()
         else:
-            Outbox.update(status=PENDING, attempts=0, next_attempt_at=now,
+            Outbox.update(status=PENDING, attempts=0, refusals=0, next_attempt_at=now,
                           claimed_until=None).where(Outbox.id == outbox_id).execute()
     log.info("outbox #%d queued again (was %s)", outbox_id, row.status)
 

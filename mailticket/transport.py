@@ -8,13 +8,13 @@ bytes), so nothing is re-encoded on the way out.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import smtplib
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -251,12 +251,14 @@ class MaildirTransport:
     def __repr__(self) -> str:
         return f"MaildirTransport({str(self.path)!r})"
 
-    def _unique(self) -> str:
+    def _name(self, content: bytes) -> tuple[str, str]:
+        """Named after the content: a message sent again after a crash (between writing it and
+        recording it sent) replaces its first copy instead of making a second one."""
         with self._lock:
             self._counter += 1
             counter = self._counter
-        now = time.time()
-        return f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{counter}.{self._host}"
+        digest = hashlib.sha256(content).hexdigest()[:32]
+        return f"{digest}.P{os.getpid()}Q{counter}", f"{digest}.mailticket.{self._host}"
 
     def send(self, envelope_from: str, recipients: list[str], content: bytes) -> Refused:
         if not recipients:
@@ -264,8 +266,10 @@ class MaildirTransport:
         try:
             for sub in ("tmp", "new", "cur"):
                 (self.path / sub).mkdir(parents=True, exist_ok=True)
-            name = self._unique()
-            tmp = self.path / "tmp" / name
+            tmp_name, name = self._name(content)
+            if (self.path / "new" / name).exists() or any((self.path / "cur").glob(name + "*")):
+                return {}  # delivered before (a re-send after a crash)
+            tmp = self.path / "tmp" / tmp_name
             with open(tmp, "xb") as f:
                 f.write(content)
                 f.flush()

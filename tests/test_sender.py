@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from mailticket.config import Outgoing, OutgoingSmtp
+from mailticket.db import transaction
 from mailticket.errors import InvalidRequest, MailticketError
 from mailticket.models import Outbox, utcnow
-from mailticket.sender import Sender, backoff, pending_count, retry
+from mailticket.sender import RECORD_SECONDS, Sender, backoff, pending_count, retry
 from mailticket.transport import SmtpTransport
 
 pytestmark = pytest.mark.integration
@@ -143,6 +144,10 @@ def test_a_long_relay_outage_never_fails_mail(database, smtp_sink, make_sender, 
     waiting = reload(row)
     assert (waiting.status, waiting.attempts) == ("pending", 10)
     smtp_sink.start()
+    smtp_sink.fail_next(1, 451, "4.3.0 Busy after the restart")
+    sender.drain()  # one 4xx after a long outage is one refusal, not the tenth attempt
+    assert reload(row).status == "pending"
+    clock.advance(3600)
     assert sender.drain() == 1
     assert reload(row).status == "sent"
 
@@ -310,3 +315,88 @@ def test_backoff_is_capped_exponential():
     assert [backoff(n, 30, 3600) for n in range(1, 10)] == [30, 60, 120, 240, 480, 960, 1920,
                                                            3600, 3600]
     assert backoff(10_000, 30, 3600) == 3600
+
+
+class CountingTransactions:
+    """Wraps ``mailticket.db.transaction``; counts the write transactions a sender opens."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, db):
+        self.count += 1
+        return transaction(db)
+
+
+def test_a_drain_claims_and_records_in_chunks_not_per_mail(database, smtp_sink, clock):
+    rows = [make_row(n) for n in range(1, 151)]
+    counting = CountingTransactions()
+    sender = Sender(database, SmtpTransport(outgoing_for(smtp_sink).smtp),
+                    outgoing_for(smtp_sink), clock=clock, transaction=counting)
+    try:
+        started = time.monotonic()
+        assert sender.drain() == 150
+        elapsed = time.monotonic() - started
+        # 2 claims (100 + 50) and 3 records (every 50 outcomes), plus at most one more record
+        # per RECORD_SECONDS of sending; it was 300 (a claim and a record per mail).
+        assert counting.count <= 5 + int(elapsed / RECORD_SECONDS) + 1, counting.count
+        assert [m.raw for m in smtp_sink.wait_for(150)] == [content(n) for n in range(1, 151)]
+        assert {(r.status, r.attempts, r.claimed_until) for r in map(reload, rows)} == {
+            ("sent", 1, None)}
+
+        before = counting.count
+        assert sender.drain() == 0
+        assert counting.count == before, "nothing due: no write transaction (no write lock)"
+    finally:
+        sender.transport.close()
+
+
+def test_an_outcome_is_not_recorded_over_a_lease_another_sender_took(database, smtp_sink,
+                                                                     clock, caplog):
+    first, second = make_row(1), make_row(2)
+    theirs = clock() + timedelta(minutes=5)
+
+    class LeaseStolen(SmtpTransport):
+        def send(self, envelope_from, recipients, content):
+            refused = super().send(envelope_from, recipients, content)
+            if recipients == ["user1@example.com"]:
+                # Our lease ran out meanwhile and another sender claimed the row.
+                Outbox.update(claimed_until=theirs).where(Outbox.id == first.id).execute()
+            return refused
+
+    sender = Sender(database, LeaseStolen(outgoing_for(smtp_sink).smtp),
+                    outgoing_for(smtp_sink), clock=clock)
+    try:
+        assert sender.drain() == 2
+    finally:
+        sender.transport.close()
+    taken = reload(first)
+    assert (taken.status, taken.attempts, taken.claimed_until) == ("pending", 0, theirs)
+    assert reload(second).status == "sent"
+    assert f"outbox #{first.id}: lease lost before the outcome was recorded (sent)" in caplog.text
+
+
+def test_a_slow_chunk_hands_back_rows_before_their_lease_runs_short(database, smtp_sink,
+                                                                    clock):
+    rows = [make_row(n) for n in range(1, 6)]
+    lease_left: list[float] = []
+
+    class Slow(SmtpTransport):
+        def send(self, envelope_from, recipients, content):
+            row = next(r for r in Outbox.select() if r.recipients == recipients)
+            lease_left.append((row.claimed_until - clock()).total_seconds())
+            clock.advance(45)  # each send takes 45 s of a 120 s lease
+            return super().send(envelope_from, recipients, content)
+
+    sender = Sender(database, Slow(outgoing_for(smtp_sink).smtp), outgoing_for(smtp_sink),
+                    clock=clock, lease_seconds=120)
+    try:
+        assert sender.drain() == 5
+    finally:
+        sender.transport.close()
+    assert [m.raw for m in smtp_sink.wait_for(5)] == [content(n) for n in range(1, 6)]
+    assert len(smtp_sink.messages) == 5
+    assert {(reload(r).status, reload(r).claimed_until) for r in rows} == {("sent", None)}
+    # No send started with less than half the lease left: the rest was handed back and
+    # claimed afresh (two sends per claim here).
+    assert len(lease_left) == 5 and min(lease_left) >= 60, lease_left

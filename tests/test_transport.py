@@ -150,12 +150,15 @@ def test_starttls_required_but_not_offered_is_temporary(smtp_sink):
 def test_maildir_writes_into_new(tmp_path: Path):
     t = MaildirTransport(tmp_path / "out")
 
+    other = MESSAGE.replace(b"Subject:", b"X-Other: 1\r\nSubject:")
     t.send("desk@example.org", ["user@example.com"], MESSAGE)
+    t.send("desk@example.org", ["user@example.com"], other)
+    # The same mail again (a re-send after a crash before it was recorded as sent): one copy.
     t.send("desk@example.org", ["user@example.com"], MESSAGE)
 
     files = sorted((tmp_path / "out" / "new").iterdir())
     assert len(files) == 2 and files[0].name != files[1].name
-    assert files[0].read_bytes() == MESSAGE
+    assert sorted(f.read_bytes() for f in files) == sorted([MESSAGE, other])
     assert list((tmp_path / "out" / "tmp").iterdir()) == []
     assert (tmp_path / "out" / "cur").is_dir()
 
