@@ -517,8 +517,8 @@ def _addresses(header: str, raws: tuple[str, ...], text: _HeaderText,
     found: list[Address] = []
     for raw in raws:
         value = _fix_8bit(_FOLD.sub("", raw), text.charset_guess)
-        pairs = None
-        if len(value) <= MAX_STRUCTURED_HEADER:
+        pairs = _simple_pairs(value)
+        if pairs is None and len(value) <= MAX_STRUCTURED_HEADER:
             pairs = defects.guard(header, lambda: _structured_pairs(header, value, text), None)
         if pairs is None:
             pairs = [(text(header, name), addr) for name, addr in
@@ -528,6 +528,27 @@ def _addresses(header: str, raws: tuple[str, ...], text: _HeaderText,
             if address is not None:
                 found.append(address)
     return tuple(found)
+
+
+_SIMPLE_MAILBOX = re.compile(
+    r"\s*(?:([A-Za-z0-9][A-Za-z0-9 .'-]*?)\s*<([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)>"
+    r"|<([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)>|([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+))\s*(?:,|$)")
+
+
+def _simple_pairs(value: str) -> list[tuple[str, str]] | None:
+    """The common case, ``Ann User <ann@example.org>, bob@example.org``, without the header
+    registry's full RFC 5322 parser (the costliest step of parsing an ordinary mail). Anything
+    with quotes, comments, groups, encoded words or non-ASCII returns None: the full parser."""
+    pairs: list[tuple[str, str]] = []
+    position = 0
+    while position < len(value):
+        match = _SIMPLE_MAILBOX.match(value, position)
+        if match is None or match.end() == position:
+            return None
+        name, named, bracketed, bare = match.groups()
+        pairs.append((" ".join(name.split()) if name else "", named or bracketed or bare))
+        position = match.end()
+    return pairs or None
 
 
 def _comment_after(value: str, addr: str) -> str:

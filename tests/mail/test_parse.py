@@ -411,3 +411,20 @@ def test_arbitrary_bytes_never_crash(raw):
         parse(raw)
     except PermanentFailure:
         pass
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("Ann User <ann@Example.org>", [("Ann User", "ann@example.org")]),
+    ("a@b.example, Bob  Smith <b@c.example>", [("", "a@b.example"), ("Bob Smith", "b@c.example")]),
+    ('"Smith, Bob" <b@c.example>', [("Smith, Bob", "b@c.example")]),
+    ("alice@x.example <bob@y.example>", [("alice@x.example", "bob@y.example")]),
+    ("<a@b.example", None),
+])
+def test_address_lists_simple_and_not(header, expected):
+    """The fast path for plain lists and the full parser for the rest agree with each other."""
+    mail = parse(f"From: x@y.example\r\nTo: {header}\r\nSubject: s\r\n\r\nbody\r\n".encode())
+    got = [(a.name, a.address) for a in mail.to]
+    if expected is None:
+        assert all("<" not in a for _, a in got)
+    else:
+        assert got == expected
