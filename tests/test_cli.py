@@ -186,3 +186,13 @@ def test_run_with_the_intake_port_taken_says_so_in_one_line(capsys, tmp_path, da
         code, _, err = run(capsys, "--config", str(config), "run")
     assert code == cli.EXIT_FAILED
     assert "Traceback" not in err and str(port) in err
+
+
+def test_list_limit_shows_the_newest(capsys, config, ticket):
+    from mailticket import config as configmod
+
+    app = build(configmod.load(config))
+    app.pipeline.process_batch([RawMail("test", "1/2", make_mail(subject="Second request"))])
+    app.db.close()
+    code, out, _ = run(capsys, "--config", config, "ticket", "list", "--limit", "1", "--json")
+    assert [t["subject"] for t in json.loads(out)] == ["Second request"]

@@ -177,12 +177,19 @@ def is_own(mail: ParsedMail, desk: frozenset[str]) -> str | None:
     return None
 
 
-def is_bounce(mail: ParsedMail, desk: frozenset[str]) -> str | None:
-    if mail.report_type in DSN_REPORT_TYPES:
+def _report_marker(mail: ParsedMail, report_types: frozenset[str],
+                   part_types: frozenset[str]) -> str | None:
+    """A multipart/report of one of these report-types, or a part of one of these types."""
+    if mail.report_type in report_types:
         return f"{mail.content_type}; report-type={mail.report_type}"
-    parts = _part_types(mail) & DSN_PART_TYPES
-    if parts:
-        return f"{min(parts)} part"
+    parts = _part_types(mail) & part_types
+    return f"{min(parts)} part" if parts else None
+
+
+def is_bounce(mail: ParsedMail, desk: frozenset[str]) -> str | None:
+    marker = _report_marker(mail, DSN_REPORT_TYPES, DSN_PART_TYPES)
+    if marker:
+        return marker
     if mail.report_type in OTHER_REPORT_TYPES:
         return None  # a read receipt or feedback report from a postmaster is still a report
     local = _local_part(mail.sender)
@@ -201,11 +208,9 @@ def is_bounce(mail: ParsedMail, desk: frozenset[str]) -> str | None:
 
 
 def is_report(mail: ParsedMail, desk: frozenset[str]) -> str | None:
-    if mail.report_type in OTHER_REPORT_TYPES:
-        return f"{mail.content_type}; report-type={mail.report_type}"
-    parts = _part_types(mail) & REPORT_PART_TYPES
-    if parts:
-        return f"{min(parts)} part"
+    marker = _report_marker(mail, OTHER_REPORT_TYPES, REPORT_PART_TYPES)
+    if marker:
+        return marker
     if READ_RECEIPT_SUBJECTS.search(mail.subject):
         # Outlook sends read receipts as a TNEF blob (winmail.dat) and no text; others say
         # "was read on" in the body. Either, or a null return path, marks a receipt.
