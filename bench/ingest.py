@@ -945,7 +945,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"poll_interval: 1{batch}}}")
         outgoing = (f"smtp: {{host: 127.0.0.1, port: {run.sink.port}, security: none}}\n"
                     f"  retry: {{base_seconds: 0.5, max_seconds: 2}}")
-        extra = ("limits:\n  acks_per_sender_per_hour: 1000000\n"
+        extra = ("limits:\n  auto_replies_per_recipient_per_hour: 1000000\n"
+                 "  auto_replies_per_hour: 1000000\n"
                  f"logging:\n  level: {args.log_level}\n")
         config = write_config(tmp, database_url, extra=extra, intake=intake, outgoing=outgoing)
         from mailticket import config as configmod

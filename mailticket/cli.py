@@ -74,10 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="outgoing mail waiting, sent or failed")
     o_actions = outbox.add_subparsers(dest="action", metavar="ACTION")
     o_actions.required = True
-    o_list = o_actions.add_parser("list", help="mail not yet sent (pending, held, failed)")
-    o_list.add_argument("--failed", action="store_true", help="only mail that failed for good")
+    o_list = o_actions.add_parser(
+        "list", help="mail not sent or not delivered (pending, held, failed, bounced)")
+    o_list.add_argument("--failed", action="store_true",
+                        help="only mail that failed for good or bounced")
     o_list.add_argument("--json", action="store_true", help="machine-readable output")
-    o_retry = o_actions.add_parser("retry", help="send a failed or held mail again")
+    o_retry = o_actions.add_parser("retry", help="send a failed, bounced or held mail again")
     o_retry.add_argument("id", type=int)
     return parser
 
@@ -318,16 +320,16 @@ def _quarantine_retry(app: Any, args: argparse.Namespace) -> int:
 def _outbox_list(app: Any, args: argparse.Namespace) -> int:
     from mailticket.models import Outbox
 
-    statuses = ["failed"] if args.failed else ["pending", "held", "failed"]
+    statuses = ["failed", "bounced"] if args.failed else ["pending", "held", "failed", "bounced"]
     rows = list(Outbox.select(Outbox.id, Outbox.kind, Outbox.ticket, Outbox.recipients,
                               Outbox.status, Outbox.attempts, Outbox.next_attempt_at,
-                              Outbox.last_error, Outbox.subject)
+                              Outbox.last_error, Outbox.subject, Outbox.bounced)
                 .where(Outbox.status.in_(statuses)).order_by(Outbox.id))
     if args.json:
         _print_json([{"id": o.id, "kind": o.kind, "ticket": o.ticket_id,
                       "recipients": o.recipients, "status": o.status, "attempts": o.attempts,
                       "next_attempt_at": _iso(o.next_attempt_at), "last_error": o.last_error,
-                      "subject": o.subject} for o in rows])
+                      "subject": o.subject, "bounced": o.bounced or []} for o in rows])
         return EXIT_OK
     if not rows:
         print("no failed mail" if args.failed else "outbox is empty: everything was sent")

@@ -52,6 +52,10 @@ class DeskSettings:
     ticket_prefix: str
     reopen_window_days: int
     aliases: tuple[str, ...] = ()  # the desk's other addresses (other intake mailboxes)
+    # Mail with a ticket's tag from someone not on the ticket and not threaded to our mail:
+    # "note" (kept as an unverified note, the desk is told) or "new_ticket" (a new, linked one).
+    outsider_mail: str = "note"
+    alerts_to: tuple[str, ...] = ()  # desk staff told about unverified mail and mail storms
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -118,8 +122,13 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Limits:
-    max_message_bytes: int
-    acks_per_sender_per_hour: int
+    max_message_bytes: int = 25 * 1024 * 1024
+    auto_replies_per_recipient_per_hour: int = 5   # acknowledgements and the like, per address
+    auto_replies_per_hour: int = 1000              # the desk-wide breaker
+    max_attachments: int = 100
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    max_mime_depth: int = 20
+    max_header_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -352,14 +361,16 @@ def _size(value: Any) -> int:
 # --- the sections ------------------------------------------------------------------------------
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging")
-_DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days")
+_DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days",
+              "outsider_mail", "alerts_to")
 _IMAP_KEYS = ("host", "port", "security", "username", "password", "folder", "processed_folder",
               "quarantine_folder", "idle", "poll_interval", "idle_renew", "batch_size", "timeout")
 _SMTP_IN_KEYS = ("listen", "protocol")
 _OUT_KEYS = ("smtp", "maildir", "retry")
 _OUT_SMTP_KEYS = ("host", "port", "security", "username", "password", "timeout")
 _RETRY_KEYS = ("base_seconds", "max_seconds", "max_attempts")
-_LIMIT_KEYS = ("max_message_size", "acks_per_sender_per_hour")
+_LIMIT_KEYS = ("max_message_size", "auto_replies_per_recipient_per_hour", "auto_replies_per_hour",
+               "max_attachments", "max_attachment_size", "max_mime_depth", "max_header_size")
 _LOG_KEYS = ("level", "file")
 
 
@@ -367,23 +378,30 @@ def _read_desk(r: _Reader, top: dict[str, Any]) -> DeskSettings | None:
     desk = r.section(top, "desk", "desk", allowed=_DESK_KEYS)
     if desk is None:
         return None
-    aliases_raw = desk.get("aliases") or []
-    aliases: list[str] = []
-    if not isinstance(aliases_raw, list):
-        r.problem("desk.aliases", f"expected a list of addresses, got {_show(aliases_raw)}")
-    else:
-        for i, item in enumerate(aliases_raw):
-            alias = r.value({"alias": item}, f"desk.aliases[{i}]", "alias", _address)
-            if alias:
-                aliases.append(alias)
     return DeskSettings(
         name=r.value(desk, "desk.name", "name", _string, "Service Desk"),
-        aliases=tuple(aliases),
+        aliases=_address_list(r, desk, "desk", "aliases"),
+        alerts_to=_address_list(r, desk, "desk", "alerts_to"),
+        outsider_mail=r.value(desk, "desk.outsider_mail", "outsider_mail",
+                              _choice("note", "new_ticket"), "note"),
         address=r.value(desk, "desk.address", "address", _address),
         ticket_prefix=r.value(desk, "desk.ticket_prefix", "ticket_prefix", _ticket_prefix, "DESK"),
         reopen_window_days=r.value(desk, "desk.reopen_window_days", "reopen_window_days",
                                    _integer(0), 30),
     )
+
+
+def _address_list(r: _Reader, section: dict[str, Any], where: str, key: str) -> tuple[str, ...]:
+    raw = section.get(key) or []
+    if not isinstance(raw, list):
+        r.problem(f"{where}.{key}", f"expected a list of addresses, got {_show(raw)}")
+        return ()
+    found: list[str] = []
+    for i, item in enumerate(raw):
+        address = r.value({"item": item}, f"{where}.{key}[{i}]", "item", _address)
+        if address:
+            found.append(address)
+    return tuple(found)
 
 
 def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:
@@ -545,11 +563,18 @@ def load(path: str | os.PathLike[str] | None = None,
         r.problem("templates", f"no such directory: {templates}")
     storage = r.value(top, "storage", "storage", _path, Path("var/store").absolute())
     limits_raw = r.section(top, "limits", "limits", required=False, allowed=_LIMIT_KEYS) or {}
+    def limit(key: str, kind: Callable[[Any], int], default: int) -> int:
+        return r.value(limits_raw, f"limits.{key}", key, kind, default)
+
     limits = Limits(
-        max_message_bytes=r.value(limits_raw, "limits.max_message_size", "max_message_size", _size,
-                                  25 * 1024 * 1024),
-        acks_per_sender_per_hour=r.value(limits_raw, "limits.acks_per_sender_per_hour",
-                                         "acks_per_sender_per_hour", _integer(0), 5),
+        max_message_bytes=limit("max_message_size", _size, Limits.max_message_bytes),
+        auto_replies_per_recipient_per_hour=limit("auto_replies_per_recipient_per_hour",
+                                                  _integer(0), 5),
+        auto_replies_per_hour=limit("auto_replies_per_hour", _integer(0), 1000),
+        max_attachments=limit("max_attachments", _integer(0), Limits.max_attachments),
+        max_attachment_bytes=limit("max_attachment_size", _size, Limits.max_attachment_bytes),
+        max_mime_depth=limit("max_mime_depth", _integer(1, 1000), Limits.max_mime_depth),
+        max_header_bytes=limit("max_header_size", _size, Limits.max_header_bytes),
     )
     log_raw = r.section(top, "logging", "logging", required=False, allowed=_LOG_KEYS) or {}
     logging_settings = LoggingSettings(

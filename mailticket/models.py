@@ -4,11 +4,12 @@ mailbox cursors and the quarantine. Times are naive UTC."""
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timezone
 
 import peewee
 
-from mailticket.db import database_proxy
+from mailticket.db import database_proxy, is_sqlite
 
 
 def utcnow() -> datetime:
@@ -143,14 +144,16 @@ class Outbox(BaseModel):
     message_id = peewee.TextField(unique=True)
     subject = peewee.TextField(default="")
     content = peewee.BlobField()
-    status = peewee.CharField(max_length=16, index=True)  # pending | sent | failed | held
+    status = peewee.CharField(max_length=16, index=True)  # pending|sent|failed|held|bounced
     attempts = peewee.IntegerField(default=0)   # tries so far: drives the backoff
     refusals = peewee.IntegerField(default=0)   # 4xx answers from the relay: count to the limit
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
     claimed_until = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
-    created_at = peewee.DateTimeField(default=utcnow)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
     sent_at = peewee.DateTimeField(null=True)
+    # Recipients a bounce said the mail never reached: [{"recipient", "status", "detail"}].
+    bounced = JSONField(null=True)
 
 
 class Quarantine(BaseModel):
@@ -192,11 +195,42 @@ class MailboxState(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
 
-ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState]
+class Setting(BaseModel):
+    """Values the desk keeps for itself, such as the key of the tokens in our Message-IDs."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+
+ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState,
+              Setting]
+
+THREAD_KEY = "thread_key"
 
 
 def _v1(db: peewee.Database) -> None:
     db.create_tables(ALL_MODELS, safe=True)
 
 
-MIGRATIONS = [_v1]
+def _v2(db: peewee.Database) -> None:
+    """The key of the tokens in our Message-IDs; the outbox records bounces and is searched by
+    age (the caps on automatic mail)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    db.create_tables([Setting], safe=True)
+    if not Setting.select().where(Setting.name == THREAD_KEY).exists():
+        Setting.create(name=THREAD_KEY, value=secrets.token_hex(32))
+    columns = {column.name for column in db.get_columns("outbox")}
+    if "bounced" not in columns:
+        migrator = (SqliteMigrator(db) if is_sqlite(db)
+                    else PostgresqlMigrator(db))
+        migrate(migrator.add_column("outbox", "bounced", JSONField(null=True)))
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "outbox_created_at" ON "outbox" ("created_at")')
+
+
+MIGRATIONS = [_v1, _v2]
+
+
+def thread_key() -> bytes:
+    """The desk's secret for the tokens in our Message-IDs (made by the v2 migration)."""
+    return bytes.fromhex(Setting.get(Setting.name == THREAD_KEY).value)

@@ -13,9 +13,10 @@ import peewee
 from mailticket.config import Settings
 from mailticket.db import Prepared
 from mailticket.errors import TemporaryFailure
+from mailticket.mail import tokens
 from mailticket.mail.compose import (Composer, Recipient, build_message, deliverable,
-                                     new_message_id, subject_with_tag, ticket_tag)
-from mailticket.models import Outbox, Ticket, utcnow
+                                     subject_with_tag, ticket_tag)
+from mailticket.models import Outbox, Ticket, thread_key, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,21 @@ PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 HELD = "held"
+BOUNCED = "bounced"
 
-_RECENT_TO = Prepared(lambda kind, since, held, address: Outbox.select(
+# Mail that answers incoming mail by itself, with no person deciding to send it: what a loop
+# with a robot is made of. Capped per recipient and desk-wide (``limits``); the mail over a cap
+# is kept as held, with the reason, for an admin to release (``outbox retry``).
+AUTO_REPLY_KINDS = ("ack", "reopened")
+
+_RECENT_TO = Prepared(lambda ack, reopened, since, held, address: Outbox.select(
     peewee.fn.COUNT(Outbox.id)).where(
-        (Outbox.kind == kind) & (Outbox.created_at >= since) & (Outbox.status != held)
-        & (Outbox.primary_recipient == address)), 4)
-
-# Mail that answers mail automatically: rate-limited per recipient, marked Auto-Submitted.
-RATE_LIMITED_KINDS = frozenset({"ack"})
+        Outbox.kind.in_([ack, reopened]) & (Outbox.created_at >= since)
+        & (Outbox.status != held) & (Outbox.primary_recipient == address)), 5)
+_RECENT_ALL = Prepared(lambda ack, reopened, since, held: Outbox.select(
+    peewee.fn.COUNT(Outbox.id)).where(
+        Outbox.kind.in_([ack, reopened]) & (Outbox.created_at >= since)
+        & (Outbox.status != held)), 4)
 
 
 class Mailer:
@@ -44,6 +52,14 @@ class Mailer:
         self.desk = Recipient(settings.desk.name, settings.desk.address)
         self.domain = settings.desk.address.rpartition("@")[2]
         self.queued = 0  # how many rows this mailer has queued; the sender is woken when it grows
+        self._thread_key: bytes | None = None
+        self._breaker_logged_at: datetime | None = None
+
+    @property
+    def thread_key(self) -> bytes:
+        if self._thread_key is None:
+            self._thread_key = thread_key()
+        return self._thread_key
 
     def queue(
         self,
@@ -56,7 +72,10 @@ class Mailer:
         in_reply_to: str | None = None,
         references: Iterable[str] = (),
         automated: bool = True,
+        auto_reply: bool = False,
     ) -> Outbox:
+        """Render and queue one mail. ``auto_reply``: it answers incoming mail by itself (an
+        acknowledgement, "reopened" after a user's reply), so the caps on such mail apply."""
         to, cc = list(to), list(cc)
         number = ticket.number if ticket is not None else None
         tag = ticket_tag(self.settings.desk.ticket_prefix, number) if number is not None else ""
@@ -72,15 +91,15 @@ class Mailer:
             # The admin's template, not the message, is at fault: nothing is recorded, and the
             # source keeps the mail until the template is fixed (check-config tells how).
             raise TemporaryFailure(f"template {kind} cannot be rendered: {exc}") from exc
-        message_id = new_message_id(self.domain, number)
+        message_id = tokens.message_id(self.thread_key, self.domain, number)
         content = build_message(
             rendered, sender=self.desk, to=to, cc=cc, message_id=message_id, tag=tag,
             ticket=number, in_reply_to=in_reply_to, references=references, automated=automated,
         )
         recipients = _unique([deliverable(r.address) for r in to + cc])
         status, reason = PENDING, None
-        if kind in RATE_LIMITED_KINDS:
-            status, reason = self._rate_check(kind, recipients)
+        if auto_reply:
+            status, reason = self._cap_check(recipients)
         row = Outbox.create(
             ticket=ticket, kind=kind, envelope_from=self.settings.desk.address,
             recipients=recipients, primary_recipient=recipients[0] if recipients else "",
@@ -94,15 +113,39 @@ class Mailer:
             self.queued += 1
         return row
 
-    def _rate_check(self, kind: str, recipients: list[str]) -> tuple[str, str | None]:
-        limit = self.settings.limits.acks_per_sender_per_hour
-        since = self.clock() - timedelta(hours=1)
+    def _cap_check(self, recipients: list[str]) -> tuple[str, str | None]:
+        limits = self.settings.limits
+        db = Outbox._meta.database
+        now = self.clock()
+        since = now - timedelta(hours=1)
         for address in recipients:
-            recent = _RECENT_TO.first(Outbox._meta.database, kind, since, HELD, address)[0]
-            if recent >= limit:
-                return HELD, (f"rate limit: {recent} {kind} mails to {address} in the last hour "
-                              f"(limits.acks_per_sender_per_hour is {limit})")
+            recent = _RECENT_TO.first(db, *AUTO_REPLY_KINDS, since, HELD, address)[0]
+            if recent >= limits.auto_replies_per_recipient_per_hour:
+                return HELD, (f"cap: {recent} automatic mails to {address} in the last hour "
+                              "(limits.auto_replies_per_recipient_per_hour is "
+                              f"{limits.auto_replies_per_recipient_per_hour})")
+        recent = _RECENT_ALL.first(db, *AUTO_REPLY_KINDS, since, HELD)[0]
+        if recent >= limits.auto_replies_per_hour:
+            self._breaker_tripped(now, recent)
+            return HELD, (f"desk-wide breaker: {recent} automatic mails in the last hour "
+                          f"(limits.auto_replies_per_hour is {limits.auto_replies_per_hour})")
         return PENDING, None
+
+    def _breaker_tripped(self, now: datetime, recent: int) -> None:
+        """Tell the desk when the breaker trips: in the log (once a minute from this process)
+        and by one mail to alerts_to an hour (counted in the outbox, so across restarts)."""
+        limit = self.settings.limits.auto_replies_per_hour
+        if self._breaker_logged_at is None or now - self._breaker_logged_at >= timedelta(minutes=1):
+            self._breaker_logged_at = now
+            log.error("desk-wide breaker: %d automatic mails in the last hour (limit %d); new "
+                      "ones are held (mailticket outbox list)", recent, limit)
+        if not self.settings.desk.alerts_to:
+            return
+        if Outbox.select().where(Outbox.kind == "breaker",
+                                 Outbox.created_at >= now - timedelta(hours=1)).exists():
+            return
+        self.queue("breaker", None, to=[Recipient("", a) for a in self.settings.desk.alerts_to],
+                   context={"recent": recent, "limit": limit, "ticket": None})
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -366,7 +366,8 @@ def test_several_problems_are_reported_at_once(write):
         "intake.imap[0].port: expected an integer, got 'abc'",
         "outgoing: give either smtp or maildir, not both",
         "limits.acks_per_hour: unknown key (expected one of: max_message_size, "
-        "acks_per_sender_per_hour)",
+        "auto_replies_per_recipient_per_hour, auto_replies_per_hour, max_attachments, "
+        "max_attachment_size, max_mime_depth, max_header_size)",
         "limits.max_message_size: expected a size such as 25 MB, got '25 XB'",
     ]]
 
@@ -632,3 +633,41 @@ def test_desk_aliases_are_our_own_addresses(tmp_path):
     path.write_text(path.read_text().replace("[help@example.org, IT@example.org]", "[nope]"))
     with pytest.raises(configmod.ConfigError, match=r"desk.aliases\[0\]: expected an email address"):
         configmod.load(path, environ={})
+
+
+def test_limits_and_desk_policy_keys(write):
+    settings = load(write(edited(
+        desk__outsider_mail="new_ticket", desk__alerts_to=["lead@example.org"],
+        limits={"auto_replies_per_recipient_per_hour": 2, "auto_replies_per_hour": 50,
+                "max_attachments": 3, "max_attachment_size": "1 MB", "max_mime_depth": 5,
+                "max_header_size": "8 KB"})), environ={})
+    assert (settings.desk.outsider_mail, settings.desk.alerts_to) == ("new_ticket",
+                                                                      ("lead@example.org",))
+    assert settings.limits == config.Limits(
+        max_message_bytes=25 * 1024 ** 2, auto_replies_per_recipient_per_hour=2,
+        auto_replies_per_hour=50, max_attachments=3, max_attachment_bytes=1024 ** 2,
+        max_mime_depth=5, max_header_bytes=8 * 1024)
+
+
+def test_limits_and_desk_policy_defaults(write):
+    settings = load(write(edited()), environ={})
+    assert (settings.desk.outsider_mail, settings.desk.alerts_to) == ("note", ())
+    assert settings.limits == config.Limits()
+    assert (settings.limits.auto_replies_per_recipient_per_hour,
+            settings.limits.auto_replies_per_hour) == (5, 1000)
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (dict(desk__outsider_mail="ignore"),
+     "desk.outsider_mail: expected one of note, new_ticket, got 'ignore'"),
+    (dict(desk__alerts_to="lead@example.org"),
+     "desk.alerts_to: expected a list of addresses, got 'lead@example.org'"),
+    (dict(desk__alerts_to=["nobody"]),
+     "desk.alerts_to[0]: expected an email address like desk@example.org, got 'nobody'"),
+    (dict(limits={"max_mime_depth": 0}), "limits.max_mime_depth: "),
+    (dict(limits={"auto_replies_per_hour": -1}), "limits.auto_replies_per_hour: "),
+])
+def test_bad_policy_and_limit_values_are_named(write, edit, problem):
+    path = write(edited(**edit))
+    [found] = problems_of(path)
+    assert found.startswith(f"{path}: {problem}")

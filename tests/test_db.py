@@ -12,7 +12,7 @@ import pytest
 
 from mailticket import db as dbmod
 from mailticket.errors import TemporaryFailure
-from mailticket.models import SchemaVersion, Ticket
+from mailticket.models import MIGRATIONS, Outbox, SchemaVersion, Ticket, thread_key
 from tests.conftest import backends
 from tests.helpers import write_config
 
@@ -22,8 +22,27 @@ POSTGRES_ONLY = [b for b in backends() if b == "postgres"]
 
 
 def test_migrate_is_idempotent(database):
-    assert dbmod.migrate(database) == dbmod.migrate(database) == 1
-    assert SchemaVersion.select().count() == 1
+    latest = len(MIGRATIONS)
+    assert dbmod.migrate(database) == dbmod.migrate(database) == latest
+    assert SchemaVersion.select().count() == latest
+
+
+def test_a_version_1_database_is_brought_up_to_date(database_url):
+    """A database made by the first release (no bounced column, no key) gains them, keeping
+    its rows."""
+    database = dbmod.open_database(database_url)
+    database.connect()
+    with database.atomic():
+        database.create_tables([SchemaVersion, Ticket, Outbox])
+        database.execute_sql('ALTER TABLE "outbox" DROP COLUMN "bounced"')
+        SchemaVersion.create(version=1)
+        Ticket.create(subject="old", status="open", requester="ann@example.org")
+    assert "bounced" not in {c.name for c in database.get_columns("outbox")}
+    assert dbmod.migrate(database) == len(MIGRATIONS)
+    assert "bounced" in {c.name for c in database.get_columns("outbox")}
+    assert len(thread_key()) == 32
+    assert Ticket.get().subject == "old"
+    database.close()
 
 
 @pytest.mark.parametrize("backend", POSTGRES_ONLY)

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from mailticket.config import Settings
 from mailticket.errors import InvalidRequest, UnknownTicket
 from mailticket.desk.views import TicketView
+from mailticket.mail.bounces import BounceReport
 from mailticket.mail.classify import Verdict
 from mailticket.mail.compose import Recipient
 from mailticket.mail.parse import ParsedMail
@@ -106,6 +107,7 @@ class Desk:
                          "linked_from": linked.number if linked else None},
                 in_reply_to=_real_id(mail.message_id),
                 references=[r for r in mail.references if _real_id(r)],
+                auto_reply=True,
             )
         return message
 
@@ -133,6 +135,58 @@ class Desk:
         ticket = self.get(number)
         message = self._record(arrival, ticket)
         self._event(ticket, arrival.actor, "automated_mail", arrival.reason)
+        return message
+
+    def unverified(self, number: int, arrival: Arrival) -> Message:
+        """Mail with the ticket's tag from someone not on it, and no reply to our mail: kept as
+        an unverified note. The status does not change, nobody is answered; the desk is told."""
+        ticket = self.get(number)
+        message = self._record(arrival, ticket, direction="note")
+        self._event(ticket, arrival.actor, "unverified_mail", arrival.reason)
+        log.warning("ticket #%d: unverified mail from %s kept as a note", number, arrival.actor)
+        if self.settings.desk.alerts_to:
+            mail = arrival.mail
+            self.mailer.queue(
+                "unverified", ticket, to=[Recipient("", a) for a in self.settings.desk.alerts_to],
+                context={"ticket": _ticket_context(ticket),
+                         "sender": f"{mail.sender.name} <{mail.sender.address}>"
+                         if mail.sender and mail.sender.name else arrival.actor,
+                         "subject": mail.subject, "excerpt": mail.body.strip()[:2000],
+                         "reason": "a subject tag only"},
+            )
+        return message
+
+    def bounced(self, number: int | None, arrival: Arrival, report: BounceReport) -> Message:
+        """A bounce of mail we sent: kept as an internal note on its ticket (never a ticket of
+        its own, never answered), and the outbox rows of the mail it names record whom it did
+        not reach (only their own recipients: a bounce is not trusted to name others)."""
+        ticket = self.get(number) if number is not None else None
+        message = self._record(arrival, ticket, direction="note" if ticket else "in")
+        failed = {r.address: r for r in report.permanent}
+        marked: list[str] = []
+        rows = (Outbox.select().where(Outbox.message_id.in_(list(report.original_ids[:20])))
+                if report.original_ids and failed else [])
+        for row in rows:
+            reached_not = [failed[a.lower()] for a in row.recipients if a.lower() in failed]
+            if not reached_not:
+                continue
+            known = {b["recipient"] for b in row.bounced or ()}
+            row.bounced = list(row.bounced or ()) + [
+                {"recipient": r.address, "status": r.status, "detail": r.detail,
+                 "at": self.clock().isoformat(timespec="seconds")}
+                for r in reached_not if r.address not in known]
+            row.status = "bounced"
+            row.last_error = ("bounced: " + "; ".join(
+                " ".join(filter(None, (r.address, r.status, r.detail))) for r in reached_not))[:2000]
+            row.save()
+            marked.append(f"outbox #{row.id} ({row.kind}) did not reach "
+                          + ", ".join(r.address for r in reached_not))
+            log.warning("outbox #%d bounced: %s", row.id, row.last_error)
+        if ticket is not None:
+            delayed = [r.address for r in report.recipients if r.temporary]
+            detail = "; ".join(marked) or ("delivery delayed for " + ", ".join(delayed) if delayed
+                                           else "a bounce of our mail (recipient not named)")
+            self._event(ticket, arrival.actor, "bounce", detail)
         return message
 
     def keep(self, arrival: Arrival) -> Message:
@@ -197,10 +251,10 @@ class Desk:
                              requester_name=mail.sender.name, cc=cc[:50], linked_to=linked_to,
                              created_at=now, updated_at=now)
 
-    def _record(self, arrival: Arrival, ticket: Ticket | None) -> Message:
+    def _record(self, arrival: Arrival, ticket: Ticket | None, direction: str = "in") -> Message:
         mail = arrival.mail
         message = Message.create(
-            ticket=ticket, direction="in", message_id=mail.message_id,
+            ticket=ticket, direction=direction, message_id=mail.message_id,
             sender=mail.sender.address if mail.sender else "",
             sender_name=mail.sender.name if mail.sender else "",
             to=[a.address for a in mail.to][:100], cc=[a.address for a in mail.cc][:100],
@@ -208,9 +262,17 @@ class Desk:
             in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
             references=list(mail.references), verdict=arrival.verdict.kind.value,
             verdict_reason=arrival.verdict.reason, decision=arrival.decision,
-            raw_sha256=arrival.raw_sha256, source=arrival.source, defects=list(mail.defects),
+            raw_sha256=arrival.raw_sha256, source=arrival.source,
+            defects=list(mail.defects) + [f"not kept: {line}" for line in mail.dropped],
             created_at=self.clock(),
         )
+        if mail.dropped:
+            # Over a limit (limits.*): the ticket says what its message lost; the raw message
+            # is kept whole in the store (raw_sha256) for an admin who needs it.
+            if ticket is not None:
+                for line in mail.dropped:
+                    self._event(ticket, SYSTEM, "dropped", line)
+            log.warning("message %s: %s", mail.message_id, "; ".join(mail.dropped))
         for part in mail.attachments:
             digest = self.store.put(part.data)
             Attachment.create(message=message, filename=part.filename,
@@ -226,7 +288,7 @@ class Desk:
         return self.mailer.queue(
             "reopened", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
             context={"ticket": _ticket_context(ticket), "text": "" if by_mail else text},
-            in_reply_to=in_reply_to, references=references,
+            in_reply_to=in_reply_to, references=references, auto_reply=by_mail,
         )
 
     def _set_status(self, ticket: Ticket, status: str, actor: str, detail: str) -> None:

@@ -23,8 +23,9 @@ from mailticket.desk.tickets import Arrival, Desk
 from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from mailticket.intake.route import Action, Decision, route, tag_pattern
-from mailticket.mail.classify import classify
-from mailticket.mail.parse import ParsedMail, parse
+from mailticket.mail import bounces
+from mailticket.mail.classify import Kind, classify
+from mailticket.mail.parse import ParsedMail, ParseLimits, parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ class Pipeline:
         self.after_commit = after_commit
         self.tag = tag_pattern(settings.desk.ticket_prefix)
         self.reopen_window = timedelta(days=settings.desk.reopen_window_days)
+        limits = settings.limits
+        self.parse_limits = ParseLimits(
+            max_attachments=limits.max_attachments,
+            max_attachment_bytes=limits.max_attachment_bytes,
+            max_depth=limits.max_mime_depth,
+            max_header_bytes=limits.max_header_bytes)
 
     # --- what sources call ---------------------------------------------------------------------
 
@@ -161,7 +168,7 @@ class Pipeline:
         if len(item.raw) > limit:
             raise PermanentFailure(f"message of {len(item.raw)} bytes is over the limit of "
                                    f"{limit} bytes (limits.max_message_size)")
-        mail = parse(item.raw)
+        mail = parse(item.raw, limits=self.parse_limits)
         earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
         if earlier is not None and not _same_mail(mail, earlier):
             # Some robots reuse one Message-ID for different mails: keep this one as its own.
@@ -178,15 +185,22 @@ class Pipeline:
             return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
                           detail="same Message-ID seen before")
         verdict = classify(mail, self.desk.own_addresses)
+        report = bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None
         decision = route(mail, verdict, self.desk, tag=self.tag,
-                         reopen_window=self.reopen_window, now=self.clock())
+                         reopen_window=self.reopen_window, now=self.clock(),
+                         thread_key=self.desk.mailer.thread_key,
+                         outsider_mail=self.settings.desk.outsider_mail,
+                         about=report.original_ids if report else ())
         if decision.action is Action.QUARANTINE:
             decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
                            verdict.kind.value, decision.reason)
             return self._quarantine(item, decision.reason, message_id=mail.message_id)
         arrival = Arrival(mail, verdict, decision.action.value, decision.reason,
                           raw_sha256=self.desk.store.put(item.raw), source=item.source)
-        message = self._apply(decision, arrival)
+        if report is not None and decision.action in (Action.ATTACH, Action.IGNORE):
+            message = self.desk.bounced(decision.ticket, arrival, report)
+        else:
+            message = self._apply(decision, arrival)
         IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
                          outcome="recorded", message=message, at=self.clock())
         decisions.info("%s from=%s verdict=%s (%s) decision=%s (%s) ticket=%s",
@@ -210,6 +224,8 @@ class Pipeline:
             return desk.reopen_by_mail(decision.ticket, arrival)
         if action is Action.ATTACH:
             return desk.attach(decision.ticket, arrival)
+        if action is Action.UNVERIFIED:
+            return desk.unverified(decision.ticket, arrival)
         return desk.keep(arrival)
 
     def _quarantine(self, item: RawMail, error: str, message_id: str = "") -> Result:

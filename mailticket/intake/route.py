@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, Sequence
 
 from mailticket.desk.views import TicketView
+from mailticket.mail import tokens
 from mailticket.mail.classify import Kind, Verdict
 from mailticket.mail.parse import ParsedMail
 
@@ -24,6 +25,7 @@ class Action(enum.Enum):
     REOPEN = "reopen"                # a reply to a closed ticket within the window
     NEW_LINKED = "new_linked"        # a reply to a ticket closed too long ago: new ticket, linked
     ATTACH = "attach"                # automated mail about a ticket: kept on it, nothing changes
+    UNVERIFIED = "unverified"        # a tag from someone not on the ticket: a note, nothing changes
     IGNORE = "ignore"                # automated mail about nothing we know: kept, no ticket
     QUARANTINE = "quarantine"        # cannot be a ticket (no sender): kept aside for the admin
 
@@ -61,17 +63,29 @@ def route(
     tag: re.Pattern[str],
     reopen_window: timedelta,
     now: datetime,
+    thread_key: bytes = b"",
+    outsider_mail: str = "note",
+    about: Sequence[str] = (),
 ) -> Decision:
+    """``thread_key`` verifies the tokens in our Message-IDs; ``outsider_mail`` is the policy for
+    a tag from someone not on the ticket ("note" or "new_ticket"); ``about`` are Message-IDs the
+    mail is about besides its own threading headers (the original of a bounce)."""
     if verdict.kind is Kind.OWN:
         return Decision(Action.IGNORE, f"our own mail ({verdict.reason})")
 
+    thread_ids = list(about) + list(mail.in_reply_to) + list(reversed(mail.references))
+    # Tickets named by a verified token in the thread: the writer saw mail we sent about them.
+    threaded = [n for n in (tokens.ticket_of(thread_key, i) for i in thread_ids) if n] \
+        if thread_key else []
     number = find_tag(mail.subject, tag)
     ticket = lookup.ticket(number) if number is not None else None
     unknown_tag = number if number is not None and ticket is None else None
     how = f"subject tag #{number}" if ticket else ""
-    if ticket is None:
-        thread_ids = list(mail.in_reply_to) + list(reversed(mail.references))
-        ticket = lookup.ticket_for_message_ids(thread_ids) if thread_ids else None
+    if ticket is None and threaded:
+        ticket = lookup.ticket(threaded[0])
+        how = "a reply to our mail" if ticket else ""
+    if ticket is None and thread_ids:
+        ticket = lookup.ticket_for_message_ids(thread_ids)
         how = "In-Reply-To/References" if ticket else ""
 
     if not verdict.acknowledge:
@@ -89,8 +103,17 @@ def route(
                             unknown_tag=unknown_tag, acknowledge=True)
         return Decision(Action.NEW_TICKET, "no ticket tag or thread", acknowledge=True)
 
+    involved = ticket.involves(mail.sender.address)
+    if not involved and ticket.number not in threaded and ticket.status != CLOSED:
+        # A tag anyone could type, from someone not on the ticket: it must not change it.
+        why = (f"subject tag #{ticket.number} ({how}) from {mail.sender.address}, who is not "
+               "on the ticket, in mail that is no reply to ours")
+        if outsider_mail == "new_ticket":
+            return Decision(Action.NEW_LINKED, why, ticket=ticket.number, acknowledge=True)
+        return Decision(Action.UNVERIFIED, why, ticket=ticket.number)
+
     if ticket.status == CLOSED:
-        if not ticket.involves(mail.sender.address):
+        if not involved:
             return Decision(Action.NEW_LINKED, f"reply to closed ticket #{ticket.number} ({how}) "
                                                "from someone not on it", ticket=ticket.number,
                             acknowledge=True)

@@ -23,7 +23,7 @@ import jinja2
 
 from mailticket.errors import ConfigError
 
-KINDS = ("ack", "reply", "closed", "reopened")
+KINDS = ("ack", "reply", "closed", "reopened", "unverified", "breaker")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -55,12 +55,6 @@ def subject_with_tag(subject: str, tag: str) -> str:
     if tag and tag not in subject:
         subject = f"{tag} {subject}"
     return one_line(subject)
-
-
-def new_message_id(domain: str, ticket: int | None) -> str:
-    token = secrets.token_hex(8)
-    middle = f"t{ticket}." if ticket is not None else ""
-    return f"<mailticket.{middle}{token}@{domain}>"
 
 
 @dataclass(frozen=True)
@@ -152,6 +146,10 @@ _SAMPLE_EXTRA = {
     "reply": {"text": "Could you send the printer's name?", "author": "Ada"},
     "closed": {},
     "reopened": {"text": "It jams again."},
+    # To the desk's staff (desk.alerts_to), not to users:
+    "unverified": {"sender": "Mallory <mallory@example.net>", "subject": "Re: [DESK #42] ...",
+                   "excerpt": "Please close this ticket.", "reason": "not on the ticket"},
+    "breaker": {"recent": 1000, "limit": 1000, "ticket": None},
 }
 
 

@@ -38,6 +38,13 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _CRUDE_TAG = re.compile(r"<[^<>]*>")
 _TAG_START = re.compile(r"</?[A-Za-z]")
 _URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:(//)?", re.IGNORECASE)
+# How a comment ends in HTML5: "-->", or "--!>"; "<!-->" and "<!--->" are empty comments.
+# Python 3.11's HTMLParser knows only "-->" and would treat the rest of the document as comment.
+_COMMENT_END = re.compile(r"--!?>")
+_EMPTY_COMMENTS = ("<!-->", "<!--->")
+# For the fallback when HTMLParser gives up: what is never shown, up to its end or the end.
+_HIDDEN = re.compile(r"<(script|style|title|template|noscript|xml)\b.*?(?:</\1\s*>|\Z)"
+                     r"|<!--.*?(?:--!?>|\Z)|<!\[CDATA\[.*?(?:\]\]>|\Z)", re.IGNORECASE | re.DOTALL)
 
 
 class _Converter(HTMLParser):
@@ -50,6 +57,25 @@ class _Converter(HTMLParser):
         self.pending = 0  # line breaks owed before the next text: 1 or 2 (a blank line)
         self.pre_depth = 0
         self.link: tuple[str, int] | None = None  # (href, index in out where its text starts)
+
+    # -- markup HTMLParser reads differently from a browser ------------------------------------
+    def parse_comment(self, i: int, report: int = 1) -> int:
+        rawdata = self.rawdata
+        for empty in _EMPTY_COMMENTS:
+            if rawdata.startswith(empty, i):
+                return i + len(empty)
+        match = _COMMENT_END.search(rawdata, i + 4)
+        return -1 if match is None else match.end()
+
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        # "<![CDATA[...]]>", "<![if ...]>" are read (and hidden) as _markupbase does; any other
+        # keyword makes it raise AssertionError. HTML has no such sections: a browser reads
+        # "<![foo[" as a bogus comment up to the next ">".
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            end = self.rawdata.find(">", i + 3)
+            return -1 if end < 0 else end + 1
 
     # -- output -------------------------------------------------------------------------------
     def _break(self, level: int) -> None:
@@ -185,8 +211,10 @@ def html_to_text(markup: str) -> str:
     conv = _Converter()
     try:
         conv.feed(markup)
-    except Exception:  # HTMLParser raises on a few malformed declarations (AssertionError)
-        return _tidy(_SPACE_RUN.sub(" ", html.unescape(_CRUDE_TAG.sub("\n", markup))))
+    except Exception:  # noqa: BLE001 - HTMLParser asserts on some malformed markup
+        # Crude, but never shows what a script, style or comment holds.
+        text = _CRUDE_TAG.sub("\n", _HIDDEN.sub(" ", markup))
+        return _tidy(_SPACE_RUN.sub(" ", html.unescape(text)))
     # rawdata is what feed() could not finish: see the module docstring.
     tail, conv.rawdata = conv.rawdata, ""
     in_raw_text = conv.skip_tag is not None or getattr(conv, "cdata_elem", None) is not None

@@ -2,9 +2,11 @@
 
 ``parse`` is the one place where untrusted mail becomes values. It never decodes the raw bytes
 before the email package sees them, and it degrades instead of raising: whatever could not be
-read is recorded, in words, in ``ParsedMail.defects``. The only refusal is a message with no
-header at all (``PermanentFailure``). Everything is bounded: subjects, bodies, attachments and
-reference lists have caps, and no step is quadratic, so a hostile 25 MB message costs seconds.
+read is recorded, in words, in ``ParsedMail.defects``; whatever was left out on purpose, because
+it was over one of the ``ParseLimits``, in ``ParsedMail.dropped``. The only refusal is a message
+with no header at all (``PermanentFailure``). Everything is bounded: subjects, bodies, attachments
+and reference lists have caps, the MIME tree has a depth and a part budget, and no step is
+quadratic, so a hostile 25 MB message costs seconds.
 
 The MIME tree comes from ``email.message_from_bytes`` with compat32 header handling (see
 _TREE_POLICY for why); header text is decoded here (_HeaderText), and policy.default's header
@@ -17,6 +19,7 @@ import base64
 import binascii
 import codecs
 import email
+import email.feedparser
 import email.parser
 import email.policy
 import email.utils
@@ -33,7 +36,16 @@ from typing import Callable, Iterator, Mapping, TypeVar
 from mailticket.errors import PermanentFailure
 from mailticket.mail.htmltext import html_to_text
 
-__all__ = ["Address", "AttachmentPart", "ParsedMail", "parse"]
+__all__ = ["Address", "AttachmentPart", "ParseLimits", "ParsedMail", "parse"]
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one message may hold; what is over a limit is left out and named in ``dropped``."""
+    max_attachments: int = 100                    # attachments kept per message; the rest dropped
+    max_attachment_bytes: int = 25 * 1024 * 1024  # one attachment's decoded size
+    max_depth: int = 20                           # MIME nesting depth; parts deeper are not walked
+    max_header_bytes: int = 64 * 1024             # one header field (all its lines); longer is cut
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class ParsedMail:
     report_type: str | None = None    # report-type parameter of multipart/report
     defects: tuple[str, ...] = ()
     size: int = 0
+    dropped: tuple[str, ...] = ()     # what was left out for a ParseLimits limit, one line each
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive), or None."""
@@ -92,8 +105,13 @@ MAX_IDS = 100                      # In-Reply-To / References entries kept
 MAX_MESSAGE_ID = 250
 MAX_FILENAME = 200
 MAX_NAME = 256                     # display names
-MAX_DEFECTS = 100
-MAX_ATTACHMENTS = 1000             # parts beyond this are left in the raw message
+MAX_DEFECTS = 100                  # also the cap on ``dropped`` lines
+# The email package builds a Python object per MIME part and per header field (some hundred
+# bytes each, for a part that may take 8 bytes of mail): past these the rest is not read.
+MIN_PARTS_READ = 1000              # parts read: this, or 10 per attachment kept if more
+MAX_HEADER_FIELDS = 1000           # header fields read per part
+MAX_DROPPED_NAMES = 5              # names listed when attachments over the count are dropped
+_FEED_CHUNK = 8192                 # what the email package's own parser feeds at a time
 # The email package's address parser is quadratic in the length of a value (400 KB of To:
 # takes 30 s): longer address lists go through the linear legacy parser instead.
 MAX_STRUCTURED_HEADER = 8_192
@@ -282,8 +300,53 @@ def _repair_header_block(data: bytes, defects: _Defects) -> bytes:
     return data if repaired is head else repaired + data[end.start():]
 
 
+_PARAM_TOKEN = re.compile(r'\\"|"|;')
+_MISSING = object()
+
+
+def _param_item(item: str) -> str:
+    if "=" in item:
+        i = item.index("=")
+        item = item[:i].strip().lower() + "=" + item[i + 1:].strip()
+    return item.strip()
+
+
+def _split_params(value: str) -> list[str]:
+    """``email.message._parseparam`` in linear time: the same items for the same value.
+
+    The original recounts the quotes from the start of the value at every ";" and copies the
+    rest of the value after each item: quadratic, and the parser calls it for every
+    multipart's boundary (100,000 times "; a=\"" in one Content-Type took 2 s; 25 MB, hours).
+    A ";" ends an item unless an odd number of quotes, not counting escaped ones, precede it.
+    """
+    items = []
+    start = 0
+    quoted = False
+    for match in _PARAM_TOKEN.finditer(value):
+        token = match.group()
+        if token == '"':
+            quoted = not quoted
+        elif token == ";" and not quoted:
+            items.append(_param_item(value[start:match.start()]))
+            start = match.end()
+    items.append(_param_item(value[start:]))
+    return items
+
+
+def _too_deep_while_parsing() -> str:
+    return "text/plain"  # the parser reads the part as a leaf: its content stays text
+
+
+def _too_deep() -> str:
+    # Afterwards: a multipart with no parts, so get_body() and the attachment walk never read
+    # it; only a message with no other body shows its text (see _choose_body).
+    return "multipart/x-nested-too-deeply"
+
+
 class _Part(EmailMessage):
     """EmailMessage (get_body) over compat32 headers: headers are the strings as written."""
+
+    _budget: _Budget | None = None
 
     def is_attachment(self) -> bool:
         return self.get_content_disposition() == "attachment"
@@ -293,18 +356,120 @@ class _Part(EmailMessage):
         boundary = super().get_boundary(failobj)
         return _FOLD.sub("", boundary) if isinstance(boundary, str) else boundary
 
+    def _get_params_preserve(self, failobj, header):  # type: ignore[no-untyped-def]
+        # Message's own, with _split_params (linear) instead of email.message._parseparam.
+        # Every parameter lookup goes through here: get_param, get_boundary, get_filename...
+        value = self.get(header, _MISSING)
+        if value is _MISSING:
+            return failobj
+        params = []
+        for item in _split_params(str(value)):
+            name, _, val = item.partition("=")
+            params.append((name.strip(), val.strip()))
+        return email.utils.decode_params(params)
 
-def _parse_tree(data: bytes, defects: _Defects) -> tuple[Message, bool]:
-    """The parsed message, and whether its MIME structure was given up (headers only)."""
+    def set_raw(self, name: str, value: str) -> None:
+        """Called by the parser for each header field: long fields are cut, and fields past
+        MAX_HEADER_FIELDS are not kept (the record of either is in ``dropped``)."""
+        budget = self._budget
+        if budget is not None:
+            if len(self._headers) >= MAX_HEADER_FIELDS:
+                budget.dropped.add(f"header fields after the first {MAX_HEADER_FIELDS} of one "
+                                   "MIME part: not read")
+                return
+            limit = budget.limits.max_header_bytes
+            if len(name) + len(value) > limit:
+                if len(name) >= limit:
+                    budget.dropped.add(f"header field with a name longer than {_size(limit)}: "
+                                       "not read")
+                    return
+                budget.dropped.add(f'header "{_short(name, 60)}" longer than {_size(limit)}: cut')
+                value = value[:limit - len(name)]
+        self._headers.append((name, value))
+
+
+class _Budget:
+    """The part factory of one parse: counts the parts made, makes parts nested deeper than
+    ``max_depth`` leaves, and lets its parts cut long header fields (``_Part.set_raw``)."""
+
+    def __init__(self, limits: ParseLimits, dropped: _Defects, defects: _Defects) -> None:
+        self.limits = limits
+        self.dropped = dropped
+        self.defects = defects
+        self.max_parts = max(MIN_PARTS_READ, 10 * limits.max_attachments)
+        self.parts = 0
+        self.too_deep: list[_Part] = []
+        # The parser's stack of open parts (their ancestors when a part is made), or None when
+        # depth is not checked: the headers-only parse, or a Python whose FeedParser lacks it
+        # (then RecursionError is the bound, see _parse_tree).
+        self.open_parts: list[Message] | None = None
+
+    def __call__(self, policy: email.policy.Policy = _TREE_POLICY) -> _Part:
+        part = _Part(policy=policy)
+        part._budget = self
+        self.parts += 1
+        if self.open_parts is not None and len(self.open_parts) > self.limits.max_depth:
+            if not self.too_deep:
+                self.dropped.add(f"MIME parts nested deeper than {self.limits.max_depth} "
+                                 "levels: not read")
+                self.defects.add(f"MIME structure nested too deeply: parts below level "
+                                 f"{self.limits.max_depth} were not read")
+            part.get_content_type = _too_deep_while_parsing  # type: ignore[method-assign]
+            self.too_deep.append(part)
+        return part
+
+    def parsed(self) -> set[int]:
+        """Call once parsing is over: the ids of the parts nested too deeply."""
+        self.open_parts = None
+        for part in self.too_deep:
+            part.get_content_type = _too_deep  # type: ignore[method-assign]
+        ids = {id(part) for part in self.too_deep}
+        self.too_deep = []  # every part refers to its budget: no cycle keeps the tree alive
+        return ids
+
+
+def _parse_tree(data: bytes, defects: _Defects, budget: _Budget) -> tuple[Message, bool]:
+    """The parsed message, and whether its MIME structure was given up (headers only).
+
+    The email package's parser is fed here as ``email.message_from_bytes`` would, with
+    ``budget`` as the part factory. Two of its costs are bounded that way: it nests one
+    generator per open part, every line passing through all of them (quadratic, and a
+    RecursionError near 1,000 levels), so parts deeper than ``max_depth`` become leaves; and it
+    builds a Python object per part, so feeding stops once ``budget.max_parts`` were made.
+    """
     try:
-        return email.message_from_bytes(data, _class=_Part, policy=_TREE_POLICY), False
+        parser = email.feedparser.FeedParser(budget, policy=_TREE_POLICY)
+        budget.parts = 0  # FeedParser made one part to learn the factory's signature
+        budget.open_parts = getattr(parser, "_msgstack", None)
+        fed = 0
+        while fed < len(data):
+            # Decoded a chunk at a time as BytesParser decodes the whole (every byte survives,
+            # as itself or as a surrogate): no second copy of the message as text.
+            parser.feed(data[fed:fed + _FEED_CHUNK].decode("ascii", "surrogateescape"))
+            fed += _FEED_CHUNK
+            if budget.parts > budget.max_parts and fed < len(data):
+                budget.dropped.add(f"MIME parts after the first {budget.max_parts}: not read "
+                                   f"(the last {_size(len(data) - fed)} of the message)")
+                break
+        return parser.close(), False
     except RecursionError:
         defects.add("MIME structure nested too deeply: only the headers were parsed")
     except Exception as exc:  # noqa: BLE001 - the parser is meant never to raise
         defects.add(f"MIME structure could not be parsed ({type(exc).__name__}): "
                     "only the headers were parsed")
-    parser = email.parser.BytesParser(_class=_Part, policy=_TREE_POLICY)
+    finally:
+        budget.open_parts = None
+    budget.too_deep.clear()
+    parser = email.parser.BytesParser(_class=budget, policy=_TREE_POLICY)
     return parser.parsebytes(data, headersonly=True), True
+
+
+def _size(count: int) -> str:
+    """"31.2 MB", "64 KB", "12 bytes" (binary units, as the limits are given)."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"
 
 
 # --- text decoding -------------------------------------------------------------------------------
@@ -469,6 +634,9 @@ class _HeaderText:
             if words:
                 text = "".join(words)
                 if reencode:
+                    # Control characters would make the address parser refuse the whole list
+                    # (a CR or LF in a display name): they never survive into a name anyway.
+                    text = _UNSAFE_CHARS.sub(" ", text)
                     text = "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode() + "?="
                 out.append(text)
                 words.clear()
@@ -521,8 +689,12 @@ def _addresses(header: str, raws: tuple[str, ...], text: _HeaderText,
         if pairs is None and len(value) <= MAX_STRUCTURED_HEADER:
             pairs = defects.guard(header, lambda: _structured_pairs(header, value, text), None)
         if pairs is None:
+            # The legacy parser reads encoded words as written, so ":", "," or "<" inside one
+            # would split the list there ("=?utf-8?q?Ann=0D=0ABcc:_evil@x?= <ann@x>" gave the
+            # mailbox "_evil@x?="): it gets them re-encoded in base64, which has none.
+            safe = defects.guard(header, lambda: text.normalise_words(header, value), "")
             pairs = [(text(header, name), addr) for name, addr in
-                     defects.guard(header, lambda: email.utils.getaddresses([value]), [])]
+                     defects.guard(header, lambda: email.utils.getaddresses([safe]), [])]
         for name, addr in pairs:
             address = _make_address(name, addr, header, defects)
             if address is not None:
@@ -807,41 +979,75 @@ def _attachment_name(part: Message, content_type: str, number: int, text: _Heade
     return f"{name}.eml" if name else f"message-{number}.eml"
 
 
-def _attachments(msg: Message, body_parts: set[int], text: _HeaderText,
-                 defects: _Defects) -> tuple[AttachmentPart, ...]:
+def _attachment_type(part: Message) -> str | None:
+    """The content type an attachment made of this part would have, or None when the part is
+    no attachment (a container, an inline rendering of the text)."""
+    content_type = part.get_content_type()
+    maintype = part.get_content_maintype()
+    if maintype == "multipart":
+        # A multipart without boundaries not used as the body: its text, if any, is kept.
+        return None if part.is_multipart() else "text/plain"
+    if maintype == "text" and part.get_content_subtype() in ("plain", "html") and not (
+            _is_attachment(part) or part.get_filename()):
+        return None  # an alternative or inline rendering of the text, not a file
+    return content_type
+
+
+def _has_content(part: Message) -> bool:
+    """Whether a part has any content, without decoding it."""
+    payload = part.get_payload()
+    return bool(payload.strip()) if isinstance(payload, str) else bool(payload)
+
+
+def _attachments(msg: Message, skip: set[int], text: _HeaderText, defects: _Defects,
+                 limits: ParseLimits, dropped: _Defects) -> tuple[AttachmentPart, ...]:
     found: list[AttachmentPart] = []
+    number = 0                      # attachments met so far, kept or not: default names
+    over_count: list[str] = []      # names of the first attachments over max_attachments
+    over_count_total = 0
+
+    def name_of(part: Message, content_type: str) -> str:
+        name = defects.guard("attachment name",
+                             lambda: _attachment_name(part, content_type, number, text), "")
+        return name or f"attachment-{number}{_extension(content_type)}"
+
     for part, _ in _walk(msg):
-        if id(part) in body_parts:
+        if id(part) in skip:
             continue
-        if len(found) >= MAX_ATTACHMENTS:
-            if part.get_content_maintype() != "multipart":
-                defects.add(f"more than {MAX_ATTACHMENTS} attachments: the rest were not "
-                            "extracted")
+        content_type = _attachment_type(part)
+        if content_type is None:
             continue
-        content_type = part.get_content_type()
-        maintype = part.get_content_maintype()
-        if maintype == "multipart":
-            if part.is_multipart():
-                continue
-            # A multipart without boundaries not used as the body: keep its text if any.
-            content_type = "text/plain"
+        if len(found) >= limits.max_attachments:
+            # Not decoded: counted, and the first few named, for the note in ``dropped``.
+            if _has_content(part):
+                number += 1
+                over_count_total += 1
+                if len(over_count) < MAX_DROPPED_NAMES:
+                    over_count.append(_short(name_of(part, content_type), 60))
+            continue
+        if part.get_content_maintype() == "multipart":
             data = defects.guard("multipart part", lambda: part.get_payload(decode=True), b"")
             if not data or not data.strip():
                 continue
-        elif maintype == "message":
+        elif part.get_content_maintype() == "message":
             data = defects.guard(f"{content_type} part", lambda: _message_bytes(part), b"")
         else:
-            if maintype == "text" and part.get_content_subtype() in ("plain", "html") and not (
-                    _is_attachment(part) or part.get_filename()):
-                continue  # an alternative or inline rendering of the text, not a file
             data = defects.guard(f"{content_type} part", lambda: part.get_payload(decode=True), b"")
         if not data:
             continue  # zero-length attachments are not worth keeping (nor are empty parts)
-        number = len(found) + 1
-        name = defects.guard("attachment name",
-                             lambda: _attachment_name(part, content_type, number, text), "")
-        name = name or f"attachment-{number}{_extension(content_type)}"
+        number += 1
+        name = name_of(part, content_type)
+        if len(data) > limits.max_attachment_bytes:
+            dropped.add(f'attachment "{name}" ({_size(len(data))}) is over the '
+                        f"{_size(limits.max_attachment_bytes)} limit for one attachment: "
+                        "not kept")
+            continue
         found.append(AttachmentPart(filename=name, content_type=content_type, data=bytes(data)))
+    if over_count_total:
+        more = ", ..." if over_count_total > len(over_count) else ""
+        dropped.add(f"{over_count_total} attachment{'s' if over_count_total > 1 else ''} over "
+                    f"the limit of {limits.max_attachments}: not kept "
+                    f"({', '.join(over_count)}{more})")
     return tuple(found)
 
 
@@ -865,17 +1071,24 @@ def _package_defects(msg: Message, defects: _Defects) -> None:
 
 
 # --- the stage -----------------------------------------------------------------------------------
-def parse(raw: bytes) -> ParsedMail:
-    """Parse one message. Raises PermanentFailure only when there is no header at all."""
+def parse(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail:
+    """Parse one message. Raises PermanentFailure only when there is no header at all.
+
+    What is over one of ``limits`` is left out, and each thing left out is named in
+    ``ParsedMail.dropped``: the message itself always parses.
+    """
     if isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
     if not isinstance(raw, bytes):
         raise TypeError(f"parse() takes bytes, not {type(raw).__name__}")
     defects = _Defects()
+    dropped = _Defects()
     data = _strip_preamble(raw, defects)
     if not _NON_SPACE.search(data):
         raise PermanentFailure("empty message: no header and no body")
-    msg, headers_only = _parse_tree(data, defects)
+    budget = _Budget(limits, dropped, defects)
+    msg, headers_only = _parse_tree(data, defects, budget)
+    too_deep = budget.parsed()
     raw_headers = [(name.lower(), value) for name, value in msg.raw_items()]
     if not raw_headers:
         raise PermanentFailure("no header found: the data does not start with a mail header")
@@ -920,8 +1133,9 @@ def parse(raw: bytes) -> ParsedMail:
         parents = {id(part): parent for part, parent in _walk(msg)}
         body, body_parts = defects.guard("body", lambda: _choose_body(msg, parents, defects),
                                          ("", set()))
-        attachments = defects.guard("attachments",
-                                    lambda: _attachments(msg, body_parts, text, defects), ())
+        attachments = defects.guard(
+            "attachments",
+            lambda: _attachments(msg, body_parts | too_deep, text, defects, limits, dropped), ())
         _package_defects(msg, defects)
 
     return ParsedMail(
@@ -943,4 +1157,5 @@ def parse(raw: bytes) -> ParsedMail:
         report_type=report_type,
         defects=tuple(defects.items),
         size=len(raw),
+        dropped=tuple(dropped.items),
     )

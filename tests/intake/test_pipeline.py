@@ -207,14 +207,6 @@ def test_cursor_is_saved_with_the_batch(app):
     assert app.pipeline.outcomes_of("imap://x", ["7/3", "7/4"]) == {"7/3": Outcome.RECORDED}
 
 
-def test_acknowledgements_are_rate_limited_per_sender(app):
-    feed(app, *[make_mail(subject=f"request {i}") for i in range(7)])
-    statuses = [o.status for o in Outbox.select().order_by(Outbox.id)]
-    assert statuses == ["pending"] * 5 + ["held"] * 2
-    assert "rate limit" in Outbox.select().where(Outbox.status == "held").first().last_error
-    assert Ticket.select().count() == 7
-
-
 def test_a_failing_database_abandons_the_batch_instead_of_quarantining_it(app):
     from mailticket.errors import TemporaryFailure
     from mailticket.models import Event

@@ -8,6 +8,7 @@ import pytest
 
 from mailticket.desk.views import TicketView
 from mailticket.intake.route import Action, find_tag, route, tag_pattern
+from mailticket.mail import tokens
 from mailticket.mail.classify import Kind, Verdict
 from mailticket.mail.parse import Address, ParsedMail
 
@@ -142,3 +143,72 @@ def test_our_own_mail_is_ignored_even_with_a_tag():
 
 def test_mail_without_sender_is_quarantined():
     assert decide(mail(sender=None)).action is Action.QUARANTINE
+
+
+# --- who may touch a ticket (keyed tokens in our Message-IDs) ----------------------------------
+
+KEY = b"k" * 32
+
+
+def decide_with_key(m, lookup, verdict=HUMAN, **kwargs):
+    return route(m, verdict, lookup, tag=TAG, reopen_window=WINDOW, now=NOW, thread_key=KEY,
+                 **kwargs)
+
+
+@pytest.mark.parametrize("status", ["new", "open", "resolved"])
+def test_a_tag_from_someone_not_on_the_ticket_is_unverified(status):
+    decision = decide_with_key(mail("Re: [DESK #42] close it", sender="mallory@example.net"),
+                               Tickets(ticket(status=status)))
+    assert (decision.action, decision.ticket) == (Action.UNVERIFIED, 42)
+    assert "mallory@example.net" in decision.reason and not decision.acknowledge
+
+
+def test_policy_new_ticket_opens_a_linked_ticket_for_an_outsider():
+    decision = decide_with_key(mail("Re: [DESK #42]", sender="mallory@example.net"),
+                               Tickets(ticket()), outsider_mail="new_ticket")
+    assert (decision.action, decision.ticket, decision.acknowledge) == (Action.NEW_LINKED, 42, True)
+
+
+def test_a_reply_to_our_mail_with_a_valid_token_is_trusted_from_anyone():
+    ours = tokens.message_id(KEY, "example.test", 42)
+    decision = decide_with_key(mail("Re: [DESK #42]", sender="carol@example.org",
+                                    references=[ours]), Tickets(ticket()))
+    assert decision.action is Action.FOLLOW_UP
+
+
+def test_a_token_for_another_ticket_or_key_does_not_vouch():
+    other_ticket = tokens.message_id(KEY, "example.test", 41)
+    other_key = tokens.message_id(b"x" * 32, "example.test", 42)
+    for thread in (other_ticket, other_key):
+        decision = decide_with_key(mail("Re: [DESK #42]", sender="carol@example.org",
+                                        in_reply_to=[thread]),
+                                   Tickets(ticket(), ticket(number=41)))
+        assert decision.action is Action.UNVERIFIED
+
+
+def test_a_valid_token_finds_the_ticket_without_tag_or_stored_message():
+    ours = tokens.message_id(KEY, "example.test", 42)
+    decision = decide_with_key(mail("Re: your request", in_reply_to=[ours]), Tickets(ticket()))
+    assert (decision.action, decision.ticket) == (Action.FOLLOW_UP, 42)
+
+
+def test_requester_and_cc_are_trusted_without_a_thread():
+    lookup = Tickets(ticket(cc=["bob@example.org"]))
+    for sender in ("ann@example.org", "BOB@example.org"):
+        assert decide_with_key(mail("Re: [DESK #42]", sender=sender), lookup).action \
+            is Action.FOLLOW_UP
+
+
+def test_an_outsider_on_a_closed_ticket_still_gets_a_new_linked_ticket():
+    decision = decide_with_key(mail("Re: [DESK #42]", sender="mallory@example.net"),
+                               Tickets(ticket(status="closed", closed_days_ago=1)))
+    assert decision.action is Action.NEW_LINKED and decision.acknowledge
+
+
+def test_a_bounce_finds_the_ticket_of_the_mail_it_returns():
+    ours = tokens.message_id(KEY, "example.test", 42)
+    bounce = Verdict(Kind.BOUNCE, "multipart/report; report-type=delivery-status")
+    decision = decide_with_key(mail("Undelivered Mail Returned to Sender",
+                                    sender="mailer-daemon@mx.example.org"),
+                               Tickets(ticket()), verdict=bounce, about=[ours])
+    assert (decision.action, decision.ticket) == (Action.ATTACH, 42)
