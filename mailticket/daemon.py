@@ -42,7 +42,8 @@ class Daemon:
         self.sender_thread = self._thread(
             "sender", lambda: sender.run(self.sender_stop, self.wake_sender))
         for mailbox in settings.intake.imap:
-            source = ImapSource(mailbox, self.app.pipeline)
+            source = ImapSource(mailbox, self.app.pipeline,
+                                max_message_bytes=settings.limits.max_message_bytes)
             self.source_threads.append(
                 self._thread(f"imap {mailbox.label}", lambda s=source: s.run(self.stop_event)))
         if settings.intake.smtp is not None:

@@ -104,7 +104,8 @@ class Desk:
             self.mailer.queue(
                 "ack", ticket, to=[self._requester(ticket)],
                 context={"ticket": _ticket_context(ticket), "unknown_tag": unknown_tag,
-                         "linked_from": linked.number if linked else None},
+                         "linked_from": linked.number if linked else None,
+                         "not_kept": list(mail.dropped)},
                 in_reply_to=_real_id(mail.message_id),
                 references=[r for r in mail.references if _real_id(r)],
                 auto_reply=True,

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DELETED = b"\\Deleted"
 IDLE_SLICE = 1.0  # seconds between looks at the stop event while idling
+BATCH_BYTES = 64 * 1024 * 1024  # most message bytes fetched and held at once
+HEADER_FETCH_LIMIT = 256 * 1024  # of a message too big to download, this much of its header
 _BYTES_REPR = re.compile(r"b(['\"])(.*)\1")
 
 
@@ -107,6 +109,24 @@ def uids_up_to(client: IMAPClient, last_uid: int, *criteria: str) -> list[int]:
         return []
     return sorted(uid for uid in client.search(["UID", f"1:{last_uid}", *criteria])
                   if uid <= last_uid)
+
+
+def fetch_sizes(client: IMAPClient, uids: Sequence[int]) -> dict[int, int]:
+    """RFC822.SIZE of each message: known before a byte of it is downloaded."""
+    data = client.fetch(list(uids), ["RFC822.SIZE"])
+    return {uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()
+            if item.get(b"RFC822.SIZE") is not None}
+
+
+def fetch_headers(client: IMAPClient, uids: Sequence[int]) -> dict[int, bytes]:
+    """The header of each message (at most HEADER_FETCH_LIMIT bytes of it), without \\Seen."""
+    data = client.fetch(list(uids), [f"BODY.PEEK[HEADER]<0.{HEADER_FETCH_LIMIT}>"])
+    found = {}
+    for uid, item in data.items():
+        value = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER]")), None)
+        if value is not None:
+            found[uid] = bytes(value)
+    return found
 
 
 def fetch_raw(client: IMAPClient, uids: Sequence[int]) -> dict[int, bytes]:
@@ -198,6 +218,22 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def by_bytes(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
+    """``uids`` in runs whose messages add up to at most ``budget`` bytes (a bigger message
+    goes alone), so a batch of large mails never sits in memory all at once."""
+    run: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if run and total + size > budget:
+            yield run
+            run, total = [], 0
+        run.append(uid)
+        total += size
+    if run:
+        yield run
+
+
 def batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield list(items[start:start + size])
@@ -210,8 +246,10 @@ class ImapSource:
 
     def __init__(self, mailbox: ImapMailbox, sink: Sink, *, on_error: ErrorHandler | None = None,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 idle_slice: float = IDLE_SLICE):
+                 idle_slice: float = IDLE_SLICE, max_message_bytes: int = 0):
         self.mailbox = mailbox
+        self.max_message_bytes = max_message_bytes  # 0: no limit
+        self._sizes: dict[int, int] = {}
         self.sink = sink
         self.on_error = on_error
         self.backoff_base = backoff_base
@@ -346,11 +384,9 @@ class ImapSource:
             pending = ()
             if not uids:
                 break
-            for chunk in batches(uids, self.mailbox.batch_size):
-                raw = fetch_raw(client, chunk)
-                keys = {message_key(uidvalidity, uid): uid for uid in chunk if uid in raw}
+            for chunk in self._chunks(client, uids):
+                items, keys = self._fetch(client, uidvalidity, chunk)
                 if keys:
-                    items = [RawMail(self.label, key, raw[uid]) for key, uid in keys.items()]
                     cursor = Cursor(self.label, uidvalidity, max(last_uid, chunk[-1]))
                     results = self.sink.process_batch(items, cursor)
                     self._move_results(client, keys, results)
@@ -358,6 +394,36 @@ class ImapSource:
                 if stop.is_set():
                     break
         return last_uid
+
+    def _chunks(self, client: IMAPClient, uids: Sequence[int]) -> Iterator[list[int]]:
+        """Batches of at most batch_size messages and BATCH_BYTES bytes (sizes asked first)."""
+        for chunk in batches(uids, self.mailbox.batch_size):
+            self._sizes = fetch_sizes(client, chunk)
+            yield from by_bytes(chunk, self._sizes, BATCH_BYTES)
+
+    def _fetch(self, client: IMAPClient, uidvalidity: int,
+               chunk: Sequence[int]) -> tuple[list[RawMail], dict[str, int]]:
+        """The messages of ``chunk``; one over max_message_bytes is not downloaded: only its
+        header is, and the pipeline makes its ticket from that (the original is moved to the
+        quarantine folder)."""
+        limit = self.max_message_bytes
+        big = [uid for uid in chunk if limit and self._sizes.get(uid, 0) > limit]
+        raw = fetch_raw(client, [uid for uid in chunk if uid not in big]) if len(big) < len(
+            chunk) else {}
+        headers = fetch_headers(client, big) if big else {}
+        items, keys = [], {}
+        for uid in chunk:
+            key = message_key(uidvalidity, uid)
+            if uid in raw:
+                items.append(RawMail(self.label, key, raw[uid]))
+            elif uid in headers:
+                log.warning("%s: UID %d is %d bytes, over limits.max_message_size: taking its "
+                            "header only", self.label, uid, self._sizes[uid])
+                items.append(RawMail(self.label, key, headers[uid], oversized=self._sizes[uid]))
+            else:
+                continue  # expunged meanwhile by another client
+            keys[key] = uid
+        return items, keys
 
     def _move_results(self, client: IMAPClient, keys: dict[str, int],
                       results: list[Result]) -> None:

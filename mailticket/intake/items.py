@@ -17,6 +17,9 @@ class RawMail:
     source: str
     key: str
     raw: bytes
+    # The message's full size when the source took only its header because it was over
+    # limits.max_message_size (IMAP: RFC822.SIZE before the fetch); 0 when ``raw`` is all of it.
+    oversized: int = 0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import peewee
 from mailticket.config import Settings
 from mailticket.db import Prepared, savepoint, transaction
 from mailticket.desk.tickets import Arrival, Desk
-from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
+from mailticket.errors import InvalidRequest, MailticketError, TemporaryFailure
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from mailticket.intake.route import Action, Decision, route, tag_pattern
 from mailticket.mail import bounces
@@ -165,10 +165,11 @@ class Pipeline:
 
     def _process(self, item: RawMail) -> Result:
         limit = self.settings.limits.max_message_bytes
-        if len(item.raw) > limit:
-            raise PermanentFailure(f"message of {len(item.raw)} bytes is over the limit of "
-                                   f"{limit} bytes (limits.max_message_size)")
-        mail = parse(item.raw, limits=self.parse_limits)
+        oversized = item.oversized or (len(item.raw) if len(item.raw) > limit else 0)
+        if oversized:
+            mail = self._parse_oversized(item, oversized, limit)
+        else:
+            mail = parse(item.raw, limits=self.parse_limits)
         earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
         if earlier is not None and not _same_mail(mail, earlier):
             # Some robots reuse one Message-ID for different mails: keep this one as its own.
@@ -195,20 +196,45 @@ class Pipeline:
             decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
                            verdict.kind.value, decision.reason)
             return self._quarantine(item, decision.reason, message_id=mail.message_id)
+        # An oversized message's whole bytes are kept in the store when we have them (not in
+        # the database); when the source took only the header, the original stays with it.
         arrival = Arrival(mail, verdict, decision.action.value, decision.reason,
                           raw_sha256=self.desk.store.put(item.raw), source=item.source)
         if report is not None and decision.action in (Action.ATTACH, Action.IGNORE):
             message = self.desk.bounced(decision.ticket, arrival, report)
         else:
             message = self._apply(decision, arrival)
+        # A message whose original stays with the source (only its header was taken) goes to the
+        # source's quarantine (IMAP: quarantine_folder), though its ticket was made.
+        kept_aside = bool(item.oversized)
         IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
-                         outcome="recorded", message=message, at=self.clock())
+                         outcome="quarantined" if kept_aside else "recorded", message=message,
+                         at=self.clock())
         decisions.info("%s from=%s verdict=%s (%s) decision=%s (%s) ticket=%s",
                        mail.message_id, mail.sender.address if mail.sender else "-",
                        verdict.kind.value, verdict.reason, decision.action.value, decision.reason,
                        message.ticket_id)
+        if kept_aside:
+            return Result(item.key, Outcome.QUARANTINED, ticket=message.ticket_id,
+                          detail=f"{decision.action.value}; over limits.max_message_size: the "
+                                 "ticket was made from its header, the original is kept aside")
         return Result(item.key, Outcome.RECORDED, ticket=message.ticket_id,
                       detail=decision.action.value)
+
+    def _parse_oversized(self, item: RawMail, size: int, limit: int) -> ParsedMail:
+        """A message over limits.max_message_size still makes its ticket, from its header:
+        the sender is answered and the agent sees what was not read."""
+        end = item.raw.find(b"\r\n\r\n")
+        end = item.raw.find(b"\n\n") if end < 0 else end
+        header = item.raw[:end if end >= 0 else min(len(item.raw), 256 * 1024)][:256 * 1024]
+        mail = parse(header + b"\r\n\r\n", limits=self.parse_limits)
+        where = ("the original was left in the mailbox's quarantine folder" if item.oversized
+                 else "the original is kept in the message store")
+        note = (f"the message is {_mib(size)}, over the {_mib(limit)} limit "
+                f"(limits.max_message_size): only its header was read, its text and "
+                f"attachments were not kept; {where}")
+        return replace(mail, dropped=mail.dropped + (note,),
+                       body=mail.body or "(not read: the message was over the size limit)")
 
     def _apply(self, decision: Decision, arrival: Arrival) -> Message:
         action, desk = decision.action, self.desk
@@ -261,6 +287,10 @@ def _reused_id(mail: ParsedMail) -> str:
              mail.date.isoformat() if mail.date else "", mail.body[:100_000]]
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return f"<{digest[:40]}@reused-id.invalid>"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
 def _describe(exc: BaseException) -> str:

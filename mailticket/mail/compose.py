@@ -142,7 +142,9 @@ _SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "stat
                   "resolution": "Replaced the fuser unit.",
                   "created_at": datetime(2026, 1, 5, 9, 30)}
 _SAMPLE_EXTRA = {
-    "ack": {"unknown_tag": 7, "linked_from": 3},
+    "ack": {"unknown_tag": 7, "linked_from": 3,
+            "not_kept": ['attachment "scan.tif" (31.2 MB) is over the 25 MB limit for one '
+                         'attachment: not kept']},
     "reply": {"text": "Could you send the printer's name?", "author": "Ada"},
     "closed": {},
     "reopened": {"text": "It jams again."},

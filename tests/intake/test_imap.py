@@ -413,3 +413,31 @@ def test_mail_arriving_while_a_batch_is_processed_is_not_left_waiting_for_idle(f
     with running(mailbox_for(server, idle=True, idle_renew=600.0), sink):
         wait_for(lambda: any(item.raw == late for item in sink.items), timeout=5,
                  what="the message that arrived during the first batch")
+
+
+def test_a_message_over_the_size_limit_is_not_downloaded_only_its_header(fresh_mailbox):
+    dovecot = fresh_mailbox
+    small = make_mail("small one")
+    big = make_mail("big one").replace(b"More text.", b"x" * 300_000)
+    dovecot.append("desk", big)
+    dovecot.append("desk", small)
+    sink = MemorySink(decide=lambda raw: Outcome.QUARANTINED if b"big one" in raw
+                      else Outcome.RECORDED)
+    with running(mailbox_for(dovecot), sink, max_message_bytes=100_000):
+        wait_for(lambda: len(dovecot.folder_uids("desk", "Processed")) == 1
+                 and len(dovecot.folder_uids("desk", "Quarantine")) == 1, what="both moved")
+    by_subject = {b"big one" in item.raw: item for item in sink.items}
+    taken_big, taken_small = by_subject[True], by_subject[False]
+    assert taken_big.oversized == len(big)
+    assert taken_big.raw.startswith(b"From: ") and b"x" * 1000 not in taken_big.raw
+    assert len(taken_big.raw) < 2000  # the header, not the body
+    assert (taken_small.raw, taken_small.oversized) == (small, 0)
+    # The original is kept whole in the quarantine folder for the admin.
+    assert dovecot.fetch_all("desk", "Quarantine") == [big]
+
+
+def test_batches_are_bounded_in_bytes_as_well_as_in_count():
+    from mailticket.intake.imap import by_bytes
+    sizes = {1: 40, 2: 40, 3: 100, 4: 10, 5: 10}
+    assert list(by_bytes([1, 2, 3, 4, 5], sizes, 90)) == [[1, 2], [3], [4, 5]]
+    assert list(by_bytes([], sizes, 90)) == []
