@@ -154,6 +154,7 @@ class Desk:
                          if mail.sender and mail.sender.name else arrival.actor,
                          "subject": mail.subject, "excerpt": mail.body.strip()[:2000],
                          "reason": "a subject tag only"},
+                auto_reply=True,
             )
         return message
 

@@ -58,6 +58,8 @@ class Pipeline:
         self.after_commit = after_commit
         self.tag = tag_pattern(settings.desk.ticket_prefix)
         self.reopen_window = timedelta(days=settings.desk.reopen_window_days)
+        # The staff the desk alerts may touch any ticket (issue 4 adds the agents of groups).
+        self.agents = frozenset(a.lower() for a in settings.desk.alerts_to)
         limits = settings.limits
         self.parse_limits = ParseLimits(
             max_attachments=limits.max_attachments,
@@ -191,7 +193,8 @@ class Pipeline:
                          reopen_window=self.reopen_window, now=self.clock(),
                          thread_key=self.desk.mailer.thread_key,
                          outsider_mail=self.settings.desk.outsider_mail,
-                         about=report.original_ids if report else ())
+                         about=report.original_ids if report else (),
+                         agents=self.agents)
         if decision.action is Action.QUARANTINE:
             decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
                            verdict.kind.value, decision.reason)

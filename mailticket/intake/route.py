@@ -66,10 +66,12 @@ def route(
     thread_key: bytes = b"",
     outsider_mail: str = "note",
     about: Sequence[str] = (),
+    agents: frozenset[str] = frozenset(),
 ) -> Decision:
     """``thread_key`` verifies the tokens in our Message-IDs; ``outsider_mail`` is the policy for
     a tag from someone not on the ticket ("note" or "new_ticket"); ``about`` are Message-IDs the
-    mail is about besides its own threading headers (the original of a bounce)."""
+    mail is about besides its own threading headers (the original of a bounce); ``agents`` are
+    the desk's staff (lower case), who may touch any ticket."""
     if verdict.kind is Kind.OWN:
         return Decision(Action.IGNORE, f"our own mail ({verdict.reason})")
 
@@ -103,7 +105,7 @@ def route(
                             unknown_tag=unknown_tag, acknowledge=True)
         return Decision(Action.NEW_TICKET, "no ticket tag or thread", acknowledge=True)
 
-    involved = ticket.involves(mail.sender.address)
+    involved = ticket.involves(mail.sender.address) or mail.sender.key in agents
     if not involved and ticket.number not in threaded and ticket.status != CLOSED:
         # A tag anyone could type, from someone not on the ticket: it must not change it.
         why = (f"subject tag #{ticket.number} ({how}) from {mail.sender.address}, who is not "

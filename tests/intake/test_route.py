@@ -212,3 +212,9 @@ def test_a_bounce_finds_the_ticket_of_the_mail_it_returns():
                                     sender="mailer-daemon@mx.example.org"),
                                Tickets(ticket()), verdict=bounce, about=[ours])
     assert (decision.action, decision.ticket) == (Action.ATTACH, 42)
+
+
+def test_agents_may_touch_any_ticket():
+    decision = decide_with_key(mail("Re: [DESK #42]", sender="Lead@Example.test"),
+                               Tickets(ticket()), agents=frozenset({"lead@example.test"}))
+    assert decision.action is Action.FOLLOW_UP

@@ -324,3 +324,21 @@ def test_attachments_over_the_limits_are_left_out_and_the_ticket_says_so(make_ap
     assert len(outbox("ack")) == 1  # the user is answered as usual
     # The raw message is kept whole for an admin who needs what was left out.
     assert app.store.get(message.raw_sha256) == raw
+
+
+def test_desk_staff_in_alerts_to_may_touch_any_ticket(app, feed):
+    number = open_ticket(app, feed)
+    [result] = feed(app, make_mail(subject=f"Re: [DESK #{number}] looking at it",
+                                   sender=f"Lead <{STAFF.upper()}>"))
+    assert result.ticket == number
+    assert events(number, "unverified_mail") == [] and len(events(number, "follow_up")) == 1
+    assert outbox("unverified") == []  # no alert about the staff's own mail: no loop with them
+
+
+def test_a_flood_of_outsider_mail_does_not_flood_the_staff(make_app, feed):
+    app = make_app(auto_replies_per_recipient_per_hour=2)
+    number = open_ticket(app, feed)
+    feed(app, *[make_mail(subject=f"Re: [DESK #{number}] spam {i}",
+                          sender=f"spammer{i}@example.net") for i in range(5)])
+    assert len(events(number, "unverified_mail")) == 5  # every one is on record
+    assert [o.status for o in outbox("unverified")] == ["pending"] * 2 + ["held"] * 3
