@@ -7,9 +7,10 @@ so that two writers never deadlock on a lock upgrade; PostgreSQL uses its defaul
 from __future__ import annotations
 
 import logging
+import select
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlparse
 
 import peewee
@@ -48,6 +49,9 @@ def open_database(url: str) -> peewee.Database:
             password=unquote(parsed.password) if parsed.password else None,
             host=parsed.hostname or None,
             port=parsed.port or None,
+            # A lock held elsewhere (a long admin query) must not stall intake for ever: after
+            # this the statement fails, the batch is abandoned and retried (SMTP intake: 451).
+            options="-c lock_timeout=30s",
         )
     else:
         raise ConfigError(f"database: unsupported URL {url!r}")
@@ -63,10 +67,26 @@ class _Postgres(peewee.PostgresqlDatabase):
 
     def cursor(self, named_cursor=None):  # type: ignore[override]
         conn = self._state.conn
-        if conn is not None and conn.closed and not self._state.transactions:
+        if conn is not None and not self._state.transactions and (conn.closed or _hung_up(conn)):
             log.warning("database: the connection to PostgreSQL was lost; reconnecting")
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is dead already
+                pass
             self._state.reset()
         return super().cursor(named_cursor)
+
+
+def _hung_up(conn: Any) -> bool:
+    """Between transactions the server has nothing to say: a readable socket means it closed
+    the connection (restart, failover, pg_terminate_backend). Costs no round trip, so the
+    first mail after a failover is not answered 451."""
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def is_sqlite(db: peewee.Database) -> bool:

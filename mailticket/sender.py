@@ -102,8 +102,12 @@ class Sender:
     def _drain_guarded(self) -> None:
         try:
             self.drain()
+        except (TemporaryFailure, peewee.OperationalError, peewee.InterfaceError) as exc:
+            # The database is down or locked: an outage, not a bug. Nothing was lost, the next
+            # pass tries again.
+            log.warning("outbox: database unavailable (%s); will try again",
+                        " ".join(str(exc).split()))
         except Exception:
-            # The database may be down or locked: nothing was lost, the next pass tries again.
             log.exception("outbox: draining failed; will try again")
 
     def drain(self, limit: int | None = None) -> int:

@@ -13,7 +13,9 @@ import pytest
 from mailticket import db as dbmod
 from mailticket.errors import TemporaryFailure
 from mailticket.models import MIGRATIONS, Outbox, SchemaVersion, Ticket, thread_key
+from mailticket.db import _hung_up
 from tests.conftest import backends
+from tests.servers import wait_until
 from tests.helpers import write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +55,24 @@ def test_a_connection_dropped_by_the_server_is_replaced(backend, fresh_postgres_
     admin.autocommit = True
     admin.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
     admin.close()
+    wait_until(lambda: _hung_up(database._state.conn), what="the server to close it")
+    # Noticed before it is used (no round trip): the next transaction simply works.
+    with dbmod.transaction(database):
+        assert Ticket.select().count() == 0
+    database.close()
+
+
+@pytest.mark.parametrize("backend", POSTGRES_ONLY)
+def test_a_connection_that_dies_inside_a_transaction_fails_it_as_temporary(backend,
+                                                                         fresh_postgres_url):
+    database = dbmod.connect(fresh_postgres_url)
     with pytest.raises(TemporaryFailure):
         with dbmod.transaction(database):
+            pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+            admin = psycopg2.connect(fresh_postgres_url.replace("postgresql://", "postgres://"))
+            admin.autocommit = True
+            admin.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
+            admin.close()
             Ticket.select().count()
     with dbmod.transaction(database):  # the next one works on a new connection
         assert Ticket.select().count() == 0

@@ -279,6 +279,12 @@ class Dovecot:
         assert match, f"no APPENDUID in {response!r}"
         return int(match.group(2))
 
+    def append_many(self, user: str, raws: list[bytes], folder: str = "INBOX") -> None:
+        """Append several messages in one MULTIAPPEND (RFC 3502): they appear all at once, so a
+        client that is idling sees them together."""
+        with self.client(user) as c:
+            c.multiappend(folder, raws)
+
     def create_folder(self, user: str, folder: str) -> None:
         with self.client(user) as c:
             if not c.folder_exists(folder):
@@ -334,6 +340,74 @@ class Dovecot:
     def empty_all(self) -> None:
         for user in USERS:
             self.empty(user)
+
+    # --- faults, for the outage tests ------------------------------------------------------------
+
+    def session_pids(self) -> list[int]:
+        """PIDs of the per-connection ``imap`` processes (one per logged-in client)."""
+        if not self.running:
+            return []
+        group = self.process.pid
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after the ")".
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            if comm == "imap" and int(fields[2]) == group:
+                pids.append(int(entry.name))
+        return sorted(pids)
+
+    def session_bytes_sent(self) -> int:
+        """Bytes the live ``imap`` session processes have written (to their clients, mostly):
+        tells a test that a client has fetched what it was waiting for."""
+        total = 0
+        for pid in self.session_pids():
+            try:
+                io = Path(f"/proc/{pid}/io").read_text()
+            except OSError:
+                continue
+            total += int(re.search(r"^wchar: (\d+)$", io, re.M).group(1))
+        return total
+
+    def signal_sessions(self, signum: int = signal.SIGKILL) -> list[int]:
+        """Send ``signum`` to every ``imap`` session process; return their PIDs. SIGKILL cuts the
+        connections without a word (the process crashed); SIGSTOP makes the server hang with the
+        connections open (SIGKILL them afterwards)."""
+        pids = self.session_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def kick(self, user: str) -> None:
+        """``doveadm kick``: the server says BYE to every connection of ``user`` and closes it."""
+        subprocess.run(["doveadm", "-c", str(self.config_path), "kick", user], check=True,
+                       capture_output=True, timeout=10)
+
+    def deliver_offline(self, user: str, raw: bytes) -> None:
+        """Put a message straight into ``user``'s INBOX Maildir, as a local delivery agent does
+        (works while the server is stopped); it gets its UID when the server next looks."""
+        maildir = self.data / "mail" / user / "Maildir"
+        for directory in (maildir.parent, maildir, maildir / "tmp", maildir / "new",
+                          maildir / "cur"):
+            if not directory.exists():
+                directory.mkdir(mode=0o700)
+                if os.geteuid() == 0:
+                    os.chown(directory, self.uid, self.gid)
+        name = f"{time.time_ns()}.P{os.getpid()}.mailticket-test"
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        if os.geteuid() == 0:
+            os.chown(tmp, self.uid, self.gid)
+        os.rename(tmp, maildir / "new" / name)
 
 
 def _signal_group(group: int, signum: int) -> None:

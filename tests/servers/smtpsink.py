@@ -230,6 +230,11 @@ class SmtpSink:
             self._rejected_rcpts[address.lower()] = (
                 code, text or ("5.1.1 No such user" if code >= 500 else "4.2.1 Mailbox busy"))
 
+    def accept_recipient(self, address: str) -> None:
+        """Take mail for ``address`` again (undoes ``reject_recipient``)."""
+        with self._lock:
+            self._rejected_rcpts.pop(address.lower(), None)
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this sink's certificate (and verifies it)."""
         context = ssl.create_default_context(cafile=str(self_signed_certificate()[0]))
