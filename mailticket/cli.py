@@ -52,8 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     show = tickets.add_parser("show", help="a ticket with its messages and history")
     show.add_argument("number", type=_ticket_number)
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    assign = tickets.add_parser("assign", help="give a ticket to an agent; the agent is told")
+    assign.add_argument("number", type=_ticket_number)
+    assign.add_argument("agent", help="the agent: address, local part or name (config groups)")
+    assign.add_argument("--as", dest="actor", metavar="NAME",
+                        help="who does this (default: $MAILTICKET_AGENT or your login name)")
+    escalate = tickets.add_parser(
+        "escalate", help="hand a ticket to another group (as config escalation allows); "
+                         "the group is told")
+    escalate.add_argument("number", type=_ticket_number)
+    escalate.add_argument("--to", dest="group", required=True, metavar="GROUP",
+                          help="the group (a key of config groups)")
+    escalate.add_argument("--message", "-m", required=True, metavar="TEXT",
+                          help="what the group must know")
+    escalate.add_argument("--as", dest="actor", metavar="NAME",
+                          help="who does this (default: $MAILTICKET_AGENT or your login name)")
     for name, helptext, what in (
             ("reply", "send a reply to the requester (and Cc's)", "the reply text"),
+            ("resolve", "mark it fixed: back to the desk's queue, the user is asked to verify",
+             "what was done"),
             ("close", "close a ticket; the user gets 'Ticket #N has been closed'", "the resolution"),
             ("reopen", "reopen a closed ticket; the user is told", "why it is reopened")):
         action = tickets.add_parser(name, help=helptext)
@@ -145,7 +162,8 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
     handler = {
         ("ticket", "list"): _ticket_list, ("ticket", "show"): _ticket_show,
         ("ticket", "reply"): _ticket_change, ("ticket", "close"): _ticket_change,
-        ("ticket", "reopen"): _ticket_change,
+        ("ticket", "reopen"): _ticket_change, ("ticket", "resolve"): _ticket_change,
+        ("ticket", "assign"): _ticket_assign, ("ticket", "escalate"): _ticket_escalate,
         ("quarantine", "list"): _quarantine_list, ("quarantine", "retry"): _quarantine_retry,
         ("outbox", "list"): _outbox_list, ("outbox", "retry"): _outbox_retry,
     }[(args.command, args.action)]
@@ -195,6 +213,8 @@ def _ticket_summary(ticket: Any) -> dict[str, Any]:
         "cc": ticket.cc, "created_at": _iso(ticket.created_at),
         "updated_at": _iso(ticket.updated_at), "closed_at": _iso(ticket.closed_at),
         "resolution": ticket.resolution, "linked_to": ticket.linked_to_id,
+        "group": ticket.group, "agent": ticket.agent, "channel": ticket.channel,
+        "agency": ticket.agency, "resolved_at": _iso(ticket.resolved_at),
     }
 
 
@@ -243,6 +263,8 @@ def _ticket_show(app: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"Ticket #{ticket.number}: {_safe(ticket.subject) or '(no subject)'}")
     print(f"  status:    {ticket.status}")
+    if ticket.group or ticket.agent:
+        print(f"  group:     {ticket.group or '-'}   agent: {_safe(ticket.agent) or '-'}")
     print(f"  requester: {_safe(ticket.requester_name)} <{_safe(ticket.requester)}>"
           .replace("  <", " <"))
     if ticket.cc:
@@ -274,9 +296,30 @@ def _ticket_change(app: Any, args: argparse.Namespace) -> int:
     with transaction(app.db):
         action = getattr(app.desk, args.action)
         row = action(args.number, actor, args.message)
-    done = {"reply": "reply queued", "close": "closed", "reopen": "reopened"}[args.action]
+    done = {"reply": "reply queued", "close": "closed", "reopen": "reopened",
+            "resolve": "resolved"}[args.action]
     print(f"ticket #{args.number} {done}; mail to {', '.join(row.recipients)} queued as "
           f"outbox #{row.id}" + (f" ({row.status})" if row.status != "pending" else ""))
+    return EXIT_OK
+
+
+def _ticket_assign(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.db import transaction
+
+    with transaction(app.db):
+        row = app.desk.assign(args.number, _actor(args), args.agent)
+    print(f"ticket #{args.number} assigned to {', '.join(row.recipients)}; they are told "
+          f"(outbox #{row.id})")
+    return EXIT_OK
+
+
+def _ticket_escalate(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.db import transaction
+
+    with transaction(app.db):
+        row = app.desk.escalate(args.number, _actor(args), args.group, args.message)
+    print(f"ticket #{args.number} escalated to {args.group}; mail to {', '.join(row.recipients)} "
+          f"queued as outbox #{row.id}")
     return EXIT_OK
 
 

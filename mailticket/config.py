@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -132,6 +133,76 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Agent:
+    name: str       # as the admin wrote it; may be ""
+    address: str    # lower case
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+@dataclass(frozen=True)
+class Group:
+    """A support group: level 1 is the service desk, 2 the support groups, 3 the service lead."""
+
+    name: str                       # the admin's key, e.g. "network"
+    level: int
+    members: tuple[Agent, ...]
+    address: str | None = None      # the group's own address, when it has one
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Where mail for the group goes: its address, else every member."""
+        return (self.address,) if self.address else tuple(m.address for m in self.members)
+
+
+@dataclass(frozen=True)
+class Process:
+    """The desk's procedure: its groups, where new tickets go and who escalates to whom."""
+
+    groups: tuple[Group, ...] = ()
+    new_tickets_to: str | None = None
+    escalation: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def group(self, name: str) -> Group | None:
+        wanted = name.strip().lower()
+        return next((g for g in self.groups if g.name.lower() == wanted), None)
+
+    def escalates_to(self, name: str) -> tuple[str, ...]:
+        """The groups ``name`` may escalate to: as configured, else every higher level."""
+        for source, targets in self.escalation:
+            if source == name:
+                return targets
+        source = self.group(name)
+        if source is None:
+            return ()
+        return tuple(g.name for g in self.groups if g.level > source.level)
+
+    @property
+    def agents(self) -> tuple[Agent, ...]:
+        seen: dict[str, Agent] = {}
+        for group in self.groups:
+            for member in group.members:
+                seen.setdefault(member.address, member)
+        return tuple(seen.values())
+
+    def groups_of(self, address: str) -> tuple[Group, ...]:
+        address = address.lower()
+        return tuple(g for g in self.groups if any(m.address == address for m in g.members))
+
+    def find_agents(self, query: str) -> tuple[Agent, ...]:
+        """Agents named by ``query``: an address, a local part or a name (any case)."""
+        q = query.strip().lower()
+        if "@" in q:
+            return tuple(a for a in self.agents if a.address == q)
+        exact = tuple(a for a in self.agents
+                      if a.address.partition("@")[0] == q or a.name.lower() == q)
+        if exact:
+            return exact
+        return tuple(a for a in self.agents if a.name.lower().split()[:1] == [q])
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str
     file: Path | None
@@ -148,6 +219,7 @@ class Settings:
     storage: Path
     limits: Limits
     logging: LoggingSettings = field(default_factory=lambda: LoggingSettings("INFO", None))
+    process: Process = field(default_factory=Process)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -360,7 +432,9 @@ def _size(value: Any) -> int:
 
 # --- the sections ------------------------------------------------------------------------------
 
-_TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging")
+_TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging",
+             "groups", "new_tickets_to", "escalation")
+_GROUP_KEYS = ("level", "members", "address")
 _DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days",
               "outsider_mail", "alerts_to")
 _IMAP_KEYS = ("host", "port", "security", "username", "password", "folder", "processed_folder",
@@ -402,6 +476,85 @@ def _address_list(r: _Reader, section: dict[str, Any], where: str, key: str) -> 
         if address:
             found.append(address)
     return tuple(found)
+
+
+def _agent(value: Any) -> Agent:
+    """ "Ada Lovelace <ada@example.org>" or a bare address."""
+    text = _string(value)
+    name, address = parseaddr(text)
+    if not address or not _EMAIL.match(address) or ("<" in text and ">" not in text):
+        raise _Invalid(f"expected an agent like 'Ada Lovelace <ada@example.org>', got {_show(value)}")
+    return Agent(name.strip(), address.lower())
+
+
+def _read_process(r: _Reader, top: dict[str, Any]) -> Process:
+    groups_raw = r.section(top, "groups", "groups", required=False) or {}
+    groups: list[Group] = []
+    owner_of_address: dict[str, str] = {}
+    for name, entry in groups_raw.items():
+        key = f"groups.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", name):
+            r.problem(key, "a group name is a letter, then up to 39 letters, digits, '-' or '_'")
+            continue
+        if not isinstance(entry, dict):
+            r.problem(key, f"expected a mapping (level, members, address), got {_show(entry)}")
+            continue
+        r.unknown_keys(key, entry, _GROUP_KEYS)
+        level = r.value(entry, f"{key}.level", "level", _integer(1, 3))
+        members: list[Agent] = []
+        members_raw = entry.get("members") or []
+        if not isinstance(members_raw, list):
+            r.problem(f"{key}.members", f"expected a list of agents, got {_show(members_raw)}")
+            members_raw = []
+        for i, item in enumerate(members_raw):
+            agent = r.value({"m": item}, f"{key}.members[{i}]", "m", _agent)
+            if agent is not None:
+                members.append(agent)
+        address = r.value(entry, f"{key}.address", "address", _address, None)
+        if address is not None:
+            if address in owner_of_address:
+                r.problem(f"{key}.address", f"{address} is already the address of group "
+                                            f"{owner_of_address[address]}")
+            owner_of_address[address] = name
+        if not members and address is None:
+            r.problem(key, "a group needs members or an address (or both)")
+        groups.append(Group(name, level, tuple(members), address))
+    names = {g.name for g in groups}
+    levels = {g.name: g.level for g in groups}
+
+    new_to = r.value(top, "new_tickets_to", "new_tickets_to", _string, None)
+    if new_to is not None and new_to not in names:
+        r.problem("new_tickets_to",
+                  f"no such group: {new_to!r} (groups: {', '.join(sorted(names)) or 'none'})")
+    if new_to is None:
+        first = [g.name for g in groups if g.level == 1]
+        new_to = first[0] if first else None
+
+    escalation: list[tuple[str, tuple[str, ...]]] = []
+    esc_raw = r.section(top, "escalation", "escalation", required=False) or {}
+    for source, targets in esc_raw.items():
+        key = f"escalation.{source}"
+        if source not in names:
+            r.problem(key, f"no such group: {source!r}")
+            continue
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list):
+            r.problem(key, f"expected a list of groups, got {_show(targets)}")
+            continue
+        good: list[str] = []
+        for i, target in enumerate(targets):
+            if target not in names:
+                r.problem(f"{key}[{i}]", f"no such group: {target!r}")
+            elif target == source:
+                r.problem(f"{key}[{i}]", "a group cannot escalate to itself")
+            elif levels[target] < levels[source]:
+                r.problem(f"{key}[{i}]", f"escalation goes up: {target} is level "
+                                         f"{levels[target]}, {source} level {levels[source]}")
+            else:
+                good.append(target)
+        escalation.append((source, tuple(good)))
+    return Process(tuple(groups), new_to, tuple(escalation))
 
 
 def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:
@@ -582,10 +735,11 @@ def load(path: str | os.PathLike[str] | None = None,
                        _choice("debug", "info", "warning", "error"), "info") or "").upper(),
         file=r.value(log_raw, "logging.file", "file", _path, None),
     )
+    process = _read_process(r, top)
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
         path=path, database=database, desk=desk, intake=intake,  # type: ignore[arg-type]
         outgoing=outgoing, templates=templates, storage=storage, limits=limits,
-        logging=logging_settings,
+        logging=logging_settings, process=process,
     )

@@ -87,6 +87,16 @@ class Ticket(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     updated_at = peewee.DateTimeField(default=utcnow)
     closed_at = peewee.DateTimeField(null=True)
+    # The desk's procedure (schema v3): who has it, how it came in, and its clocks.
+    group = peewee.CharField(max_length=40, null=True, index=True)  # a key of config groups
+    agent = peewee.TextField(null=True, index=True)                 # the assigned agent's address
+    channel = peewee.CharField(max_length=16, default="email")      # email|phone|walk-in|voicemail
+    agency = peewee.TextField(null=True, index=True)
+    resolved_at = peewee.DateTimeField(null=True)
+    first_response_at = peewee.DateTimeField(null=True)
+    response_due_at = peewee.DateTimeField(null=True, index=True)
+    sla_warned_at = peewee.DateTimeField(null=True)
+    sla_breached_at = peewee.DateTimeField(null=True)
 
 
 class Message(BaseModel):
@@ -228,7 +238,27 @@ def _v2(db: peewee.Database) -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "outbox_created_at" ON "outbox" ("created_at")')
 
 
-MIGRATIONS = [_v1, _v2]
+_V3_TICKET_COLUMNS = ("group", "agent", "channel", "agency", "resolved_at", "first_response_at",
+                      "response_due_at", "sla_warned_at", "sla_breached_at")
+
+
+def _v3(db: peewee.Database) -> None:
+    """Tickets learn the desk's procedure: group, agent, channel, agency and the SLA clocks."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
+    have = {column.name for column in db.get_columns("ticket")}
+    fields = Ticket._meta.fields
+    steps = [migrator.add_column("ticket", fields[name].column_name, fields[name])
+             for name in _V3_TICKET_COLUMNS if fields[name].column_name not in have]
+    if steps:
+        migrate(*steps)
+    for name in ("group", "agent", "agency", "response_due_at"):
+        column = fields[name].column_name
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "ticket_{column}" ON "ticket" ("{column}")')
+
+
+MIGRATIONS = [_v1, _v2, _v3]
 
 
 def thread_key() -> bytes:

@@ -196,3 +196,69 @@ def test_list_limit_shows_the_newest(capsys, config, ticket):
     app.db.close()
     code, out, _ = run(capsys, "--config", config, "ticket", "list", "--limit", "1", "--json")
     assert [t["subject"] for t in json.loads(out)] == ["Second request"]
+
+
+PROCESS = """\
+groups:
+  desk:    {level: 1, members: ["Ada <ada@desk.example.test>"]}
+  network: {level: 2, members: ["Nora <nora@desk.example.test>"], address: net@desk.example.test}
+escalation: {desk: [network]}
+"""
+
+
+@pytest.fixture
+def process_config(tmp_path, database_url):
+    return str(write_config(tmp_path, database_url, extra=PROCESS))
+
+
+def test_assign_escalate_resolve_close(capsys, process_config):
+    from mailticket import config as configmod
+
+    app = build(configmod.load(process_config))
+    [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
+    app.db.close()
+    n = str(result.ticket)
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "assign", n, "ada",
+                       "--as", "ada")
+    assert code == 0 and out == f"ticket #{n} assigned to ada@desk.example.test; they are told " \
+                                f"(outbox #2)\n"
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "escalate", n,
+                       "--to", "network", "-m", "Switch is dying", "--as", "ada")
+    assert code == 0 and f"ticket #{n} escalated to network; mail to net@desk.example.test" in out
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "resolve", n,
+                       "-m", "New switch", "--as", "nora")
+    assert code == 0 and out.startswith(f"ticket #{n} resolved; mail to ann@example.org queued")
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "show", n, "--json")
+    shown = json.loads(out)
+    assert (shown["status"], shown["group"], shown["resolution"]) == ("resolved", "desk",
+                                                                      "New switch")
+    assert [e["kind"] for e in shown["events"] if e["kind"] in ("assigned", "escalated")] == [
+        "assigned", "escalated"]
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "close", n,
+                       "-m", "Verified with Ann")
+    assert code == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["assign", "{n}", "zed"], "mailticket: no agent 'zed' (agents: Ada <ada@desk.example.test>, "
+                               "Nora <nora@desk.example.test>)\n"),
+    (["escalate", "{n}", "--to", "moon", "-m", "x"],
+     "mailticket: no group 'moon' (groups: desk, network)\n"),
+    (["escalate", "999", "--to", "network", "-m", "x"], "mailticket: no ticket #999\n"),
+])
+def test_procedure_mistakes_are_one_line_and_exit_1(capsys, process_config, args, message):
+    from mailticket import config as configmod
+
+    app = build(configmod.load(process_config))
+    [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
+    app.db.close()
+    args = [a.format(n=result.ticket) for a in args]
+    code, out, err = run(capsys, "--config", process_config, "ticket", *args)
+    assert (code, out, err) == (cli.EXIT_FAILED, "", message)
+
+
+def test_escalate_without_to_is_a_usage_error(capsys, process_config):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--config", process_config, "ticket", "escalate", "1", "-m", "x"])
+    assert raised.value.code == cli.EXIT_USAGE
+    assert "--to" in capsys.readouterr().err

@@ -155,6 +155,8 @@ SECTIONS = [
     (("outgoing", "retry"), config._RETRY_KEYS),
     (("limits",), config._LIMIT_KEYS),
     (("logging",), config._LOG_KEYS),
+    (("groups", "desk"), ("level", "members")),
+    (("groups", "network"), config._GROUP_KEYS),
 ]
 
 
@@ -227,7 +229,7 @@ ERRORS = [
     ("typo at the top",
      edited(loging={"level": "info"}),
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
-      "storage, limits, logging)"]),
+      "storage, limits, logging, groups, new_tickets_to, escalation)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "
@@ -671,3 +673,51 @@ def test_bad_policy_and_limit_values_are_named(write, edit, problem):
     path = write(edited(**edit))
     [found] = problems_of(path)
     assert found.startswith(f"{path}: {problem}")
+
+
+GROUPS_OK = {"desk": {"level": 1, "members": ["Ada <ada@example.org>"]},
+             "net": {"level": 2, "members": ["nora@example.org"], "address": "net@example.org"},
+             "lead": {"level": 3, "members": ["Lee <lee@example.org>"]}}
+
+
+def test_groups_escalation_and_new_tickets_to(write):
+    settings = load(write(edited(groups=GROUPS_OK, escalation={"desk": ["net"]})), environ={})
+    process = settings.process
+    assert process.new_tickets_to == "desk"  # the first level 1 group
+    assert process.group("NET") == config.Group("net", 2, (config.Agent("", "nora@example.org"),),
+                                                "net@example.org")
+    assert process.escalates_to("desk") == ("net",)
+    assert process.escalates_to("net") == ("lead",)  # not listed: every higher level
+    assert process.escalates_to("lead") == ()
+    # In the file's order (the test writes its keys sorted).
+    assert [str(a) for a in process.agents] == ["Ada <ada@example.org>", "Lee <lee@example.org>",
+                                                "nora@example.org"]
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (dict(new_tickets_to="moon"), "new_tickets_to: no such group: 'moon' (groups: desk, lead, net)"),
+    (dict(escalation={"net": ["desk"]}),
+     "escalation.net[0]: escalation goes up: desk is level 1, net level 2"),
+    (dict(escalation={"desk": ["desk"]}), "escalation.desk[0]: a group cannot escalate to itself"),
+    (dict(escalation={"desk": ["moon"]}), "escalation.desk[0]: no such group: 'moon'"),
+    (dict(escalation={"moon": ["desk"]}), "escalation.moon: no such group: 'moon'"),
+    (dict(groups=dict(GROUPS_OK, x={"level": 4, "members": ["a@example.org"]})),
+     "groups.x.level: "),
+    (dict(groups=dict(GROUPS_OK, x={"level": 2})),
+     "groups.x: a group needs members or an address (or both)"),
+    (dict(groups=dict(GROUPS_OK, x={"level": 2, "members": ["Ann <ann@example.org"]})),
+     "groups.x.members[0]: expected an agent like 'Ada Lovelace <ada@example.org>', got "
+     "'Ann <ann@example.org'"),
+    (dict(groups=dict(GROUPS_OK, x={"level": 2, "address": "net@example.org"})),
+     "groups.x.address: net@example.org is already the address of group net"),
+    (dict(groups=dict(GROUPS_OK, x={"level": 2, "members": ["a@example.org"], "lvl": 1})),
+     "groups.x.lvl: unknown key (expected one of: level, members, address)"),
+    (dict(groups={"9x": {"level": 1, "members": ["a@example.org"]}}),
+     "groups.9x: a group name is a letter, then up to 39 letters, digits, '-' or '_'"),
+])
+def test_bad_groups_are_named(write, edit, problem):
+    edit = dict(edit)
+    edit.setdefault("groups", GROUPS_OK)
+    path = write(edited(**edit))
+    found = problems_of(path)
+    assert any(p.startswith(f"{path}: {problem}") for p in found), found

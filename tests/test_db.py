@@ -30,20 +30,26 @@ def test_migrate_is_idempotent(database):
 
 
 def test_a_version_1_database_is_brought_up_to_date(database_url):
-    """A database made by the first release (no bounced column, no key) gains them, keeping
-    its rows."""
+    """A database made by the first release (no bounced column, no key, no ticket procedure
+    columns) gains them, keeping its rows."""
     database = dbmod.open_database(database_url)
     database.connect()
     with database.atomic():
         database.create_tables([SchemaVersion, Ticket, Outbox])
-        database.execute_sql('ALTER TABLE "outbox" DROP COLUMN "bounced"')
-        SchemaVersion.create(version=1)
         Ticket.create(subject="old", status="open", requester="ann@example.org")
+        database.execute_sql('ALTER TABLE "outbox" DROP COLUMN "bounced"')
+        for column in ("group", "channel", "response_due_at"):
+            if dbmod.is_sqlite(database):
+                database.execute_sql(f'DROP INDEX IF EXISTS "ticket_{column}"')
+            database.execute_sql(f'ALTER TABLE "ticket" DROP COLUMN "{column}"')
+        SchemaVersion.create(version=1)
     assert "bounced" not in {c.name for c in database.get_columns("outbox")}
     assert dbmod.migrate(database) == len(MIGRATIONS)
     assert "bounced" in {c.name for c in database.get_columns("outbox")}
     assert len(thread_key()) == 32
-    assert Ticket.get().subject == "old"
+    assert {"group", "channel", "response_due_at"} <= {c.name for c in database.get_columns("ticket")}
+    old = Ticket.get()
+    assert (old.subject, old.channel, old.group) == ("old", "email", None)
     database.close()
 
 

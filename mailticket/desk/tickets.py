@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Sequence
 
-from mailticket.config import Settings
+from mailticket.config import Agent, Settings
 from mailticket.errors import InvalidRequest, UnknownTicket
 from mailticket.desk.views import TicketView
 from mailticket.mail.bounces import BounceReport
@@ -232,6 +232,89 @@ class Desk:
             in_reply_to=in_reply_to, references=references,
         )
 
+    def assign(self, number: int, actor: str, who: str) -> Outbox | None:
+        """Give the ticket to one agent (of any group); the agent is told."""
+        ticket = self.get(number)
+        agent = self._agent(who)
+        if ticket.agent == agent.address:
+            raise InvalidRequest(f"ticket #{number} is already assigned to {agent}")
+        ticket.agent = agent.address
+        ticket.save()
+        self._event(ticket, actor, "assigned", str(agent))
+        if ticket.status == NEW:
+            self._set_status(ticket, OPEN, actor, f"assigned to {agent}")
+        self._touch(ticket)
+        return self.mailer.queue(
+            "assigned", ticket, to=[Recipient(agent.name, agent.address)],
+            context={"ticket": _ticket_context(ticket), "agent": str(agent), "author": actor})
+
+    def escalate(self, number: int, actor: str, group_name: str, text: str) -> Outbox:
+        """Hand the ticket to another group (level 1 -> 2 -> 3, as ``escalation`` allows); the
+        group is told, with the message. The assigned agent is cleared: the group picks one."""
+        ticket = self.get(number)
+        if ticket.status == CLOSED:
+            raise InvalidRequest(f"ticket #{number} is closed; reopen it first")
+        process = self.settings.process
+        target = process.group(group_name)
+        if target is None:
+            known = ", ".join(g.name for g in process.groups) or "none configured"
+            raise InvalidRequest(f"no group {group_name!r} (groups: {known})")
+        text = _required_text(text, "escalation message")
+        source = ticket.group
+        if source == target.name:
+            raise InvalidRequest(f"ticket #{number} is already with {target.name}")
+        allowed = process.escalates_to(source) if source else tuple(g.name for g in process.groups)
+        if target.name not in allowed:
+            raise InvalidRequest(f"{source} does not escalate to {target.name} (it escalates to: "
+                                 f"{', '.join(allowed) or 'nobody'})")
+        ticket.group = target.name
+        ticket.agent = None
+        ticket.save()
+        self._event(ticket, actor, "escalated",
+                    f"{source or '-'} -> {target.name} (level {target.level}): {_excerpt(text)}")
+        if ticket.status in (NEW, RESOLVED):
+            self._set_status(ticket, OPEN, actor, f"escalated to {target.name}")
+        self._touch(ticket)
+        return self.mailer.queue(
+            "escalated", ticket, to=[Recipient("", a) for a in target.recipients],
+            context={"ticket": _ticket_context(ticket), "from_group": source or "",
+                     "to_group": target.name, "level": target.level, "text": text,
+                     "author": actor})
+
+    def resolve(self, number: int, actor: str, text: str) -> Outbox:
+        """Fixed: the ticket goes back to the desk's queue as resolved, and the user is asked to
+        reply if it is not fixed (the desk closes it after verifying, or the scheduler does
+        when nobody replies)."""
+        ticket = self.get(number)
+        if ticket.status in (RESOLVED, CLOSED):
+            raise InvalidRequest(f"ticket #{number} is already {ticket.status}")
+        text = _required_text(text, "resolution")
+        ticket.resolution = text
+        ticket.resolved_at = self.clock()
+        ticket.group = self.settings.process.new_tickets_to or ticket.group
+        self._set_status(ticket, RESOLVED, actor, _excerpt(text))
+        self._touch(ticket)
+        desk_group = self.settings.process.group(ticket.group or "")
+        if desk_group is not None:
+            self.mailer.queue(
+                "handed_back", ticket, to=[Recipient("", a) for a in desk_group.recipients],
+                context={"ticket": _ticket_context(ticket), "text": text, "author": actor})
+        in_reply_to, references = self._thread(ticket)
+        return self.mailer.queue(
+            "resolved", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
+            context={"ticket": _ticket_context(ticket), "text": text},
+            in_reply_to=in_reply_to, references=references)
+
+    def _agent(self, who: str) -> Agent:
+        found = self.settings.process.find_agents(who)
+        if not found:
+            known = ", ".join(str(a) for a in self.settings.process.agents) or "none configured"
+            raise InvalidRequest(f"no agent {who!r} (agents: {known})")
+        if len(found) > 1:
+            raise InvalidRequest(f"{who!r} names several agents: "
+                                 f"{', '.join(str(a) for a in found)}; give the address")
+        return found[0]
+
     def reopen(self, number: int, actor: str, text: str) -> Outbox:
         ticket = self.get(number)
         if ticket.status != CLOSED:
@@ -251,6 +334,7 @@ class Desk:
         now = self.clock()
         return Ticket.create(subject=mail.subject, status=NEW, requester=requester,
                              requester_name=mail.sender.name, cc=cc[:50], linked_to=linked_to,
+                             group=self.settings.process.new_tickets_to,
                              created_at=now, updated_at=now)
 
     def _record(self, arrival: Arrival, ticket: Ticket | None, direction: str = "in") -> Message:
@@ -343,6 +427,8 @@ def _ticket_context(ticket: Ticket) -> dict[str, object]:
         "requester_name": ticket.requester_name,
         "resolution": ticket.resolution,
         "created_at": ticket.created_at,
+        "group": ticket.group,
+        "agent": ticket.agent,
     }
 
 

@@ -58,8 +58,13 @@ class Pipeline:
         self.after_commit = after_commit
         self.tag = tag_pattern(settings.desk.ticket_prefix)
         self.reopen_window = timedelta(days=settings.desk.reopen_window_days)
-        # The staff the desk alerts may touch any ticket (issue 4 adds the agents of groups).
-        self.agents = frozenset(a.lower() for a in settings.desk.alerts_to)
+        # The desk's staff may touch any ticket: the agents of its groups, the groups' own
+        # addresses, and whoever it sends alerts to.
+        process = settings.process
+        self.agents = frozenset(
+            [a.address for a in process.agents]
+            + [g.address for g in process.groups if g.address]
+            + [a.lower() for a in settings.desk.alerts_to])
         limits = settings.limits
         self.parse_limits = ParseLimits(
             max_attachments=limits.max_attachments,

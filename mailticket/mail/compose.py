@@ -23,7 +23,8 @@ import jinja2
 
 from mailticket.errors import ConfigError
 
-KINDS = ("ack", "reply", "closed", "reopened", "unverified", "breaker")
+KINDS = ("ack", "reply", "closed", "reopened", "resolved", "unverified", "breaker", "assigned",
+         "escalated", "handed_back")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -140,7 +141,7 @@ class Composer:
 _SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "status": "open",
                   "requester": "ann@example.org", "requester_name": "Ann",
                   "resolution": "Replaced the fuser unit.",
-                  "created_at": datetime(2026, 1, 5, 9, 30)}
+                  "created_at": datetime(2026, 1, 5, 9, 30), "group": "desk", "agent": None}
 _SAMPLE_EXTRA = {
     "ack": {"unknown_tag": 7, "linked_from": 3,
             "not_kept": ['attachment "scan.tif" (31.2 MB) is over the 25 MB limit for one '
@@ -152,6 +153,11 @@ _SAMPLE_EXTRA = {
     "unverified": {"sender": "Mallory <mallory@example.net>", "subject": "Re: [DESK #42] ...",
                    "excerpt": "Please close this ticket.", "reason": "not on the ticket"},
     "breaker": {"recent": 1000, "limit": 1000, "ticket": None},
+    "resolved": {"text": "Replaced the fuser unit."},
+    "assigned": {"agent": "Nora <nora@example.org>", "author": "Ada"},
+    "escalated": {"from_group": "desk", "to_group": "network", "level": 2, "author": "Ada",
+                  "text": "The switch on floor 3 drops packets."},
+    "handed_back": {"text": "Replaced the fuser unit.", "author": "Nora"},
 }
 
 

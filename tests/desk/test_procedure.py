@@ -1,0 +1,186 @@
+"""The desk's procedure on a real database: new tickets go to the level 1 group, agents assign
+and escalate them (level 1 -> 2 -> 3 as the config allows), level 2 resolves and hands them back,
+the user is asked to verify; every change is an event and tells whoever must act."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime
+from email.policy import default
+
+import pytest
+
+from mailticket.db import transaction
+from mailticket.errors import InvalidRequest
+from mailticket.intake.items import RawMail
+from mailticket.models import Event, Outbox, Ticket
+from mailticket.wiring import build
+from tests.helpers import make_mail, settings_for
+
+GROUPS = """\
+groups:
+  desk:    {level: 1, members: ["Ada Lovelace <ada@desk.example.test>", "Al <al@desk.example.test>"]}
+  network: {level: 2, members: ["Nora <nora@desk.example.test>"], address: network@desk.example.test}
+  apps:    {level: 2, members: ["Alan Kay <alan@desk.example.test>"]}
+  lead:    {level: 3, members: ["Lee <lee@desk.example.test>"]}
+new_tickets_to: desk
+escalation: {desk: [network, apps], network: [lead], apps: [lead]}
+"""
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 24, 9, 0)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def app(tmp_path, database_url):
+    application = build(settings_for(tmp_path, database_url, extra=GROUPS), clock=Clock())
+    yield application
+    application.db.close()
+
+
+def new_ticket(app, subject="Network is slow", sender="Ann <ann@example.org>"):
+    [result] = app.pipeline.process_batch([RawMail("test", subject, make_mail(
+        subject=subject, sender=sender))])
+    return result.ticket
+
+
+def act(app, method, *args):
+    with transaction(app.db):
+        return getattr(app.desk, method)(*args)
+
+
+def mails(kind):
+    return [(o.recipients, email.message_from_bytes(bytes(o.content), policy=default))
+            for o in Outbox.select().where(Outbox.kind == kind).order_by(Outbox.id)]
+
+
+def history(number):
+    return [(e.kind, e.actor, e.detail) for e in
+            Event.select().where(Event.ticket == number).order_by(Event.id)]
+
+
+def test_new_tickets_go_to_the_configured_group(app):
+    number = new_ticket(app)
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.group, ticket.agent, ticket.status) == ("desk", None, "new")
+
+
+def test_assign_names_an_agent_by_name_local_part_or_address_and_tells_them(app):
+    number = new_ticket(app)
+    act(app, "assign", number, "ada", "nora")
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.agent, ticket.status) == ("nora@desk.example.test", "open")
+    [(to, mail)] = mails("assigned")
+    assert to == ["nora@desk.example.test"]
+    assert f"[DESK #{number}]" in mail["Subject"]
+    assert "Nora <nora@desk.example.test>" in mail.get_body(("plain",)).get_content()
+    assert ("assigned", "ada", "Nora <nora@desk.example.test>") in history(number)
+    act(app, "assign", number, "ada", "Alan Kay")
+    act(app, "assign", number, "ada", "ada@desk.example.test")
+    assert Ticket.get_by_id(number).agent == "ada@desk.example.test"
+
+
+@pytest.mark.parametrize("who, problem", [
+    ("zed", "no agent 'zed' (agents: Ada Lovelace <ada@desk.example.test>, Al <al@"),
+    ("al", None),  # "al" is Al's local part: exact beats the "Alan" first name
+])
+def test_assign_refuses_an_unknown_agent(app, who, problem):
+    number = new_ticket(app)
+    if problem is None:
+        act(app, "assign", number, "ada", who)
+        assert Ticket.get_by_id(number).agent == "al@desk.example.test"
+        return
+    with pytest.raises(InvalidRequest) as raised:
+        act(app, "assign", number, "ada", who)
+    assert str(raised.value).startswith(problem)
+    assert Ticket.get_by_id(number).agent is None
+
+
+def test_escalation_follows_the_configured_chain_and_tells_the_group(app):
+    number = new_ticket(app)
+    act(app, "assign", number, "ada", "ada")
+    act(app, "escalate", number, "ada", "network", "Switch on floor 3 drops packets.")
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.group, ticket.agent, ticket.status) == ("network", None, "open")
+    [(to, mail)] = mails("escalated")
+    assert to == ["network@desk.example.test"]  # the group's own address
+    body = mail.get_body(("plain",)).get_content()
+    assert "from desk to network (level 2)" in body and "drops packets" in body
+    act(app, "escalate", number, "nora", "lead", "Needs a new switch: budget.")
+    assert Ticket.get_by_id(number).group == "lead"
+    assert mails("escalated")[-1][0] == ["lee@desk.example.test"]  # no address: the members
+    kinds = [(k, d.split(":")[0]) for k, _, d in history(number) if k == "escalated"]
+    assert kinds == [("escalated", "desk -> network (level 2)"),
+                     ("escalated", "network -> lead (level 3)")]
+
+
+@pytest.mark.parametrize("first, target, problem", [
+    (None, "nowhere", "no group 'nowhere' (groups: desk, network, apps, lead)"),
+    (None, "lead", "desk does not escalate to lead (it escalates to: network, apps)"),
+    (None, "desk", "ticket #{n} is already with desk"),
+    ("network", "apps", "network does not escalate to apps (it escalates to: lead)"),
+])
+def test_escalation_outside_the_chain_is_refused_with_the_reason(app, first, target, problem):
+    number = new_ticket(app)
+    if first:
+        act(app, "escalate", number, "ada", first, "over to you")
+    before = history(number)
+    with pytest.raises(InvalidRequest) as raised:
+        act(app, "escalate", number, "ada", target, "please")
+    assert str(raised.value) == problem.format(n=number)
+    assert history(number) == before
+
+
+def test_an_empty_escalation_message_is_refused(app):
+    number = new_ticket(app)
+    with pytest.raises(InvalidRequest, match="escalation message text is empty"):
+        act(app, "escalate", number, "ada", "network", "  ")
+
+
+def test_level_2_resolves_the_ticket_goes_back_to_the_desk_and_the_user_is_asked(app):
+    number = new_ticket(app)
+    act(app, "escalate", number, "ada", "network", "slow links")
+    act(app, "resolve", number, "nora", "Replaced the switch.")
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.status, ticket.group, ticket.resolution) == ("resolved", "desk",
+                                                                "Replaced the switch.")
+    assert ticket.resolved_at == datetime(2026, 11, 24, 9, 0)
+    [(to, mail)] = mails("handed_back")
+    assert to == ["ada@desk.example.test", "al@desk.example.test"]
+    [(to, mail)] = mails("resolved")
+    assert to == ["ann@example.org"]
+    body = mail.get_body(("plain",)).get_content()
+    assert "Replaced the switch." in body and "reply to this message" in body
+    assert mail.get_body(("html",)) is not None
+    with pytest.raises(InvalidRequest, match="already resolved"):
+        act(app, "resolve", number, "nora", "again")
+
+
+def test_the_users_reply_to_a_resolved_ticket_sends_it_back_to_open(app):
+    number = new_ticket(app)
+    act(app, "resolve", number, "ada", "Restarted the router.")
+    app.pipeline.process_batch([RawMail("test", "reply", make_mail(
+        subject=f"Re: [DESK #{number}] Resolved", sender="ann@example.org",
+        body="Still slow."))])
+    assert Ticket.get_by_id(number).status == "open"
+
+
+def test_agents_of_the_groups_may_write_to_any_ticket(app):
+    number = new_ticket(app)
+    app.pipeline.process_batch([RawMail("test", "agent", make_mail(
+        subject=f"Re: [DESK #{number}] Escalated", sender="Nora <nora@desk.example.test>",
+        body="Looking at it."))])
+    assert [k for k, _, _ in history(number)].count("unverified_mail") == 0
+    assert [k for k, _, _ in history(number)].count("follow_up") == 1
+
+
+def test_a_closed_ticket_cannot_be_escalated(app):
+    number = new_ticket(app)
+    act(app, "close", number, "ada", "done")
+    with pytest.raises(InvalidRequest, match="is closed; reopen it first"):
+        act(app, "escalate", number, "ada", "network", "more")
