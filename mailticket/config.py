@@ -57,10 +57,14 @@ class DeskSettings:
     # "note" (kept as an unverified note, the desk is told) or "new_ticket" (a new, linked one).
     outsider_mail: str = "note"
     alerts_to: tuple[str, ...] = ()  # desk staff told about unverified mail and mail storms
+    comment_address: str | None = None  # agents' mail to it is an internal note
 
     @property
     def own_addresses(self) -> frozenset[str]:
-        return frozenset({self.address.lower(), *(a.lower() for a in self.aliases)})
+        own = {self.address.lower(), *(a.lower() for a in self.aliases)}
+        if self.comment_address:
+            own.add(self.comment_address.lower())
+        return frozenset(own)
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,14 @@ class Process:
     groups: tuple[Group, ...] = ()
     new_tickets_to: str | None = None
     escalation: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Mail from an agent's address counts as the agent's only with a DKIM/SPF/DMARC pass in an
+    # Authentication-Results header of one of these servers (mail/authres.py).
+    agents_require_authentication: bool = False
+    trusted_authserv_ids: frozenset[str] = frozenset()
+
+    def agent(self, address: str) -> Agent | None:
+        address = address.lower()
+        return next((a for a in self.agents if a.address == address), None)
 
     def group(self, name: str) -> Group | None:
         wanted = name.strip().lower()
@@ -433,10 +445,11 @@ def _size(value: Any) -> int:
 # --- the sections ------------------------------------------------------------------------------
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging",
-             "groups", "new_tickets_to", "escalation")
+             "groups", "new_tickets_to", "escalation", "agents_require_authentication",
+             "trusted_authserv_ids")
 _GROUP_KEYS = ("level", "members", "address")
 _DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days",
-              "outsider_mail", "alerts_to")
+              "outsider_mail", "alerts_to", "comment_address")
 _IMAP_KEYS = ("host", "port", "security", "username", "password", "folder", "processed_folder",
               "quarantine_folder", "idle", "poll_interval", "idle_renew", "batch_size", "timeout")
 _SMTP_IN_KEYS = ("listen", "protocol")
@@ -458,6 +471,7 @@ def _read_desk(r: _Reader, top: dict[str, Any]) -> DeskSettings | None:
         alerts_to=_address_list(r, desk, "desk", "alerts_to"),
         outsider_mail=r.value(desk, "desk.outsider_mail", "outsider_mail",
                               _choice("note", "new_ticket"), "note"),
+        comment_address=r.value(desk, "desk.comment_address", "comment_address", _address, None),
         address=r.value(desk, "desk.address", "address", _address),
         ticket_prefix=r.value(desk, "desk.ticket_prefix", "ticket_prefix", _ticket_prefix, "DESK"),
         reopen_window_days=r.value(desk, "desk.reopen_window_days", "reopen_window_days",
@@ -554,7 +568,19 @@ def _read_process(r: _Reader, top: dict[str, Any]) -> Process:
             else:
                 good.append(target)
         escalation.append((source, tuple(good)))
-    return Process(tuple(groups), new_to, tuple(escalation))
+    require_auth = r.value(top, "agents_require_authentication", "agents_require_authentication",
+                           _boolean, False)
+    ids_raw = top.get("trusted_authserv_ids") or []
+    if not isinstance(ids_raw, list) or not all(isinstance(i, str) and i.strip() and " " not in
+                                                i.strip() for i in ids_raw):
+        r.problem("trusted_authserv_ids", f"expected a list of server ids like mx.example.org, "
+                                          f"got {_show(ids_raw)}")
+        ids_raw = []
+    trusted = frozenset(i.strip().lower() for i in ids_raw)
+    if require_auth and not trusted:
+        r.problem("agents_require_authentication",
+                  "true needs trusted_authserv_ids: the servers whose Authentication-Results count")
+    return Process(tuple(groups), new_to, tuple(escalation), bool(require_auth), trusted)
 
 
 def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:

@@ -159,6 +159,9 @@ class Outbox(BaseModel):
     refusals = peewee.IntegerField(default=0)   # 4xx answers from the relay: count to the limit
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
     claimed_until = peewee.DateTimeField(null=True)
+    # Which sender holds the claim, "host/pid/start": a daemon restarted after a crash tells its
+    # dead predecessor's claims from a live sender's (Sender.release_dead_claims).
+    claimed_by = peewee.TextField(null=True)
     last_error = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow, index=True)
     sent_at = peewee.DateTimeField(null=True)
@@ -243,7 +246,8 @@ _V3_TICKET_COLUMNS = ("group", "agent", "channel", "agency", "resolved_at", "fir
 
 
 def _v3(db: peewee.Database) -> None:
-    """Tickets learn the desk's procedure: group, agent, channel, agency and the SLA clocks."""
+    """Tickets learn the desk's procedure: group, agent, channel, agency and the SLA clocks;
+    outbox claims name their sender."""
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
     migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
@@ -251,6 +255,8 @@ def _v3(db: peewee.Database) -> None:
     fields = Ticket._meta.fields
     steps = [migrator.add_column("ticket", fields[name].column_name, fields[name])
              for name in _V3_TICKET_COLUMNS if fields[name].column_name not in have]
+    if "claimed_by" not in {column.name for column in db.get_columns("outbox")}:
+        steps.append(migrator.add_column("outbox", "claimed_by", Outbox._meta.fields["claimed_by"]))
     if steps:
         migrate(*steps)
     for name in ("group", "agent", "agency", "response_due_at"):

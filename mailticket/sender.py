@@ -2,8 +2,10 @@
 
 Rows are claimed with a lease before they are sent, so two senders (two daemons, or the daemon
 and a CLI process) never send the same row; a sender that dies mid-send leaves a lease that
-expires, and the row is sent again (at least once, never lost). 4xx and a relay outage are
-retried with capped exponential backoff; 5xx and too many attempts mark the row ``failed``,
+expires, and the row is sent again (at least once, never lost). A daemon restarted on the same
+host hands back at once the claims of its dead predecessor (``release_dead_claims``), so its
+acknowledgements do not wait for the lease. 4xx and a relay outage are retried with capped
+exponential backoff; 5xx and too many attempts mark the row ``failed``,
 where ``retry()`` can take it back.
 
 Write transactions are what a sender pays for (on SQLite each one waits for the single write
@@ -26,7 +28,9 @@ up, hands the unsent rows back and claims afresh: no send starts on a lease abou
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -78,6 +82,7 @@ class Sender:
         relay_timeout = outgoing.smtp.timeout if outgoing.smtp is not None else 0.0
         self.lease = timedelta(seconds=max(lease_seconds, 4 * relay_timeout))
         self.transaction = transaction if transaction is not None else dbmod.transaction
+        self.owner = process_identity()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -86,6 +91,11 @@ class Sender:
         until ``stop`` is set (set ``wake`` too for a prompt stop). Then one last drain of what
         is due, and the transport is closed."""
         try:
+            try:
+                self.release_dead_claims()
+            except Exception:
+                log.exception("outbox: could not release the claims of a dead sender; they "
+                              "are sent once their lease has run out")
             while not stop.is_set():
                 wake.clear()
                 self._drain_guarded()
@@ -166,6 +176,31 @@ class Sender:
 
     # --- claiming and recording ------------------------------------------------------------------
 
+    def release_dead_claims(self) -> int:
+        """Hand back rows claimed by a sender on this host whose process is gone (the daemon we
+        replace, killed mid-chunk), instead of leaving them until the lease runs out. Claims of
+        live processes and of other hosts are left alone. Returns how many rows were released.
+
+        Safe because a dead process cannot be sending: a row it sent but had not recorded is
+        sent again, as it would be after the lease (delivery stays at least once)."""
+        now = self.clock()
+        host = self.owner.partition("/")[0] + "/"
+        held = (Outbox.select(Outbox.claimed_by).distinct()
+                .where((Outbox.status == PENDING) & (Outbox.claimed_until > now)
+                       & Outbox.claimed_by.startswith(host) & (Outbox.claimed_by != self.owner)))
+        released = 0
+        for owner in [row.claimed_by for row in held]:
+            if process_alive(owner):
+                continue
+            with self.transaction(self.db):
+                released += (Outbox.update(claimed_until=None, claimed_by=None)
+                             .where((Outbox.claimed_by == owner) & (Outbox.status == PENDING))
+                             .execute())
+        if released:
+            log.warning("outbox: %d row(s) claimed by a sender that died were handed back",
+                        released)
+        return released
+
     def _due(self, now: datetime) -> peewee.Expression:
         return ((Outbox.status == PENDING) & (Outbox.next_attempt_at <= now)
                 & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
@@ -191,7 +226,7 @@ class Sender:
             ids = [row.id for row in candidates]
             if not ids:
                 return [], until
-            won = (Outbox.update(claimed_until=until)
+            won = (Outbox.update(claimed_until=until, claimed_by=self.owner)
                    .where(Outbox.id.in_(ids) & self._due(now))
                    .execute())
         if won != len(ids):
@@ -314,6 +349,38 @@ def _outcome_sql(param: str, names: tuple[str, ...]) -> str:
                f'AND "{Outbox.claimed_until.column_name}" = {param}')
         _OUTCOME_SQL[(param, names)] = sql
     return sql
+
+
+def process_identity(pid: int | None = None) -> str:
+    """"host/pid/start" of a process: the start time (clock ticks since boot, from /proc) tells
+    a reused pid apart; without /proc it is left empty."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or ''}"
+
+
+def process_alive(owner: str) -> bool:
+    """Whether the process named by ``process_identity`` still runs on this host (True when in
+    doubt: its claim then waits for the lease, as before)."""
+    host, _, rest = owner.partition("/")
+    pid_text, _, start = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user
+    return not start or _start_ticks(pid) == start
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:

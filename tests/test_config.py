@@ -229,7 +229,8 @@ ERRORS = [
     ("typo at the top",
      edited(loging={"level": "info"}),
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
-      "storage, limits, logging, groups, new_tickets_to, escalation)"]),
+      "storage, limits, logging, groups, new_tickets_to, escalation, "
+      "agents_require_authentication, trusted_authserv_ids)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "
@@ -721,3 +722,20 @@ def test_bad_groups_are_named(write, edit, problem):
     path = write(edited(**edit))
     found = problems_of(path)
     assert any(p.startswith(f"{path}: {problem}") for p in found), found
+
+
+def test_agent_authentication_keys(write):
+    settings = load(write(edited(agents_require_authentication=True,
+                                 trusted_authserv_ids=["MX.example.org"],
+                                 desk__comment_address="Desk-Comment@example.org")), environ={})
+    assert settings.process.agents_require_authentication
+    assert settings.process.trusted_authserv_ids == frozenset({"mx.example.org"})
+    assert "desk-comment@example.org" in settings.desk.own_addresses  # never answered, never a Cc
+    path = write(edited(agents_require_authentication=True))
+    assert problems_of(path) == [
+        f"{path}: agents_require_authentication: true needs trusted_authserv_ids: the servers "
+        "whose Authentication-Results count"]
+    path = write(edited(trusted_authserv_ids="mx.example.org"))
+    assert problems_of(path) == [
+        f"{path}: trusted_authserv_ids: expected a list of server ids like mx.example.org, "
+        "got 'mx.example.org'"]

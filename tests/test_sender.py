@@ -5,6 +5,9 @@ Time is an injected clock: backoff is checked by moving it, never by sleeping.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -15,7 +18,8 @@ from mailticket.config import Outgoing, OutgoingSmtp
 from mailticket.db import transaction
 from mailticket.errors import InvalidRequest, MailticketError
 from mailticket.models import Outbox, utcnow
-from mailticket.sender import RECORD_SECONDS, Sender, backoff, pending_count, retry
+from mailticket.sender import (RECORD_SECONDS, Sender, backoff, pending_count, process_identity,
+                               retry)
 from mailticket.transport import SmtpTransport
 
 pytestmark = pytest.mark.integration
@@ -400,3 +404,20 @@ def test_a_slow_chunk_hands_back_rows_before_their_lease_runs_short(database, sm
     # No send started with less than half the lease left: the rest was handed back and
     # claimed afresh (two sends per claim here).
     assert len(lease_left) == 5 and min(lease_left) >= 60, lease_left
+
+
+def test_claims_of_a_dead_sender_on_this_host_are_handed_back_at_start(database, smtp_sink,
+                                                                       make_sender, clock):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = process_identity(child.pid)  # read while it runs, then it exits
+    child.wait()
+    until = clock() + timedelta(seconds=120)
+    orphan = make_row(1, claimed_until=until, claimed_by=dead)
+    live = make_row(2, claimed_until=until, claimed_by=process_identity(os.getppid()))
+    elsewhere = make_row(3, claimed_until=until, claimed_by="other-host/1/1")
+    sender = make_sender()
+    assert sender.release_dead_claims() == 1
+    assert sender.drain() == 1
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [("user1@example.com",)]
+    assert reload(orphan).status == "sent"
+    assert reload(live).claimed_until == until and reload(elsewhere).claimed_until == until

@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from mailticket.config import Agent, Settings
+from mailticket.db import savepoint
 from mailticket.errors import InvalidRequest, UnknownTicket
+from mailticket.desk.commands import KNOWN, Command, split_commands
 from mailticket.desk.views import TicketView
 from mailticket.mail.bounces import BounceReport
 from mailticket.mail.classify import Verdict
@@ -200,21 +202,116 @@ class Desk:
     def reply(self, number: int, actor: str, text: str) -> Outbox:
         ticket = self.get(number)
         text = _required_text(text, "reply")
+        row = self._send_reply(ticket, actor, text)
+        Message.create(ticket=ticket, direction="out", message_id=row.message_id,
+                       sender=self.settings.desk.address, sender_name=actor, to=row.recipients,
+                       subject=row.subject, body=text, date=self.clock(), author=actor,
+                       verdict="agent", decision="reply", created_at=self.clock())
+        return row
+
+    def _send_reply(self, ticket: Ticket, actor: str, text: str) -> Outbox:
+        """An agent's words to the requester and Cc's, from the desk address, threaded."""
         in_reply_to, references = self._thread(ticket)
         row = self.mailer.queue(
             "reply", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
             context={"ticket": _ticket_context(ticket), "text": text, "author": actor},
             in_reply_to=in_reply_to, references=references, automated=False,
         )
-        Message.create(ticket=ticket, direction="out", message_id=row.message_id,
-                       sender=self.settings.desk.address, sender_name=actor, to=row.recipients,
-                       subject=row.subject, body=text, date=self.clock(), author=actor,
-                       verdict="agent", decision="reply", created_at=self.clock())
         self._event(ticket, actor, "reply", _excerpt(text))
+        if ticket.first_response_at is None:
+            ticket.first_response_at = self.clock()
+            ticket.save()
         if ticket.status == NEW:
             self._set_status(ticket, OPEN, actor, "first reply")
         self._touch(ticket)
         return row
+
+    # --- agents by mail ------------------------------------------------------------------------
+
+    def agent_mail(self, number: int, arrival: Arrival, agent: Agent, comment: bool) -> Message:
+        """Mail from an agent about a ticket: the command lines at its top are run, the rest is
+        relayed to the requester and Cc's (or kept as an internal note: mail to the comment
+        address, or with #comment), and the agent gets a report of what each command did."""
+        ticket = self.get(number)
+        actor = agent.name or agent.address
+        commands, text = split_commands(arrival.mail.body)
+        note = comment or any(c.name == "comment" for c in commands)
+        # "#resolve" or "#close" with nothing after it takes the text as the resolution, which
+        # the user then gets in the resolved/closed mail: it is not relayed a second time.
+        consumed = bool(text.strip()) and any(
+            c.name in ("resolve", "close") and not c.argument for c in commands)
+        message = self._record(arrival, ticket, direction="note" if note else "out",
+                               author=actor, body=text)
+        if note:
+            self._event(ticket, actor, "comment", _excerpt(text) or "(no text)")
+            self._touch(ticket)
+        elif text.strip() and not consumed:
+            self._send_reply(ticket, actor, text)
+        results = [self._run_command(ticket.number, actor, command, text)
+                   for command in commands]
+        if commands:
+            self.mailer.queue(
+                "agent_report", Ticket.get_by_id(ticket.number),
+                to=[Recipient(agent.name, agent.address)],
+                context={"ticket": _ticket_context(Ticket.get_by_id(ticket.number)),
+                         "results": results,
+                         "relayed": bool(text.strip()) and not note and not consumed,
+                         "note": note},
+                in_reply_to=_real_id(arrival.mail.message_id))
+        return message
+
+    def _run_command(self, number: int, actor: str, command: Command, text: str) -> str:
+        """Run one agent command; a line saying what happened (or why not)."""
+        argument = command.argument
+        db = Ticket._meta.database
+        try:
+            with savepoint(db):
+                if command.name == "assign":
+                    if not argument:
+                        raise InvalidRequest("#assign needs an agent: #assign NAME")
+                    row = self.assign(number, actor, argument)
+                    return f"{command.line}: assigned to {', '.join(row.recipients)}"
+                if command.name == "escalate":
+                    group, _, why = argument.partition(" ")
+                    if not group:
+                        raise InvalidRequest("#escalate needs a group: #escalate GROUP [message]")
+                    self.escalate(number, actor, group, why.strip() or text
+                                  or f"escalated by {actor}")
+                    return f"{command.line}: escalated to {group}"
+                if command.name == "resolve":
+                    self.resolve(number, actor, argument or text)
+                    return f"{command.line}: resolved; the user was asked to verify"
+                if command.name == "close":
+                    self.close(number, actor, argument or text)
+                    return f"{command.line}: closed; the user was told"
+                if command.name == "status":
+                    return f"{command.line}: {self._status_command(number, actor, argument, text)}"
+                if command.name == "comment":
+                    return f"{command.line}: kept as an internal note, not sent to the user"
+                return (f"{command.line}: unknown command, nothing done (commands: "
+                        f"{', '.join('#' + k for k in KNOWN)})")
+        except InvalidRequest as exc:
+            return f"{command.line}: not done: {exc}"
+
+    def _status_command(self, number: int, actor: str, status: str, text: str) -> str:
+        status = status.strip().lower()
+        ticket = self.get(number)
+        if status == "open":
+            if ticket.status == CLOSED:
+                self.reopen(number, actor, text or f"reopened by {actor}")
+                return "reopened; the user was told"
+            if ticket.status == OPEN:
+                raise InvalidRequest(f"ticket #{number} is already open")
+            self._set_status(ticket, OPEN, actor, "#status open")
+            self._touch(ticket)
+            return "status is now open"
+        if status == "resolved":
+            self.resolve(number, actor, text)
+            return "resolved; the user was asked to verify"
+        if status == "closed":
+            self.close(number, actor, text)
+            return "closed; the user was told"
+        raise InvalidRequest(f"#status takes open, resolved or closed, not {status!r}")
 
     def close(self, number: int, actor: str, resolution: str) -> Outbox:
         ticket = self.get(number)
@@ -337,14 +434,15 @@ class Desk:
                              group=self.settings.process.new_tickets_to,
                              created_at=now, updated_at=now)
 
-    def _record(self, arrival: Arrival, ticket: Ticket | None, direction: str = "in") -> Message:
+    def _record(self, arrival: Arrival, ticket: Ticket | None, direction: str = "in",
+                author: str = "", body: str | None = None) -> Message:
         mail = arrival.mail
         message = Message.create(
-            ticket=ticket, direction=direction, message_id=mail.message_id,
+            ticket=ticket, direction=direction, message_id=mail.message_id, author=author,
             sender=mail.sender.address if mail.sender else "",
             sender_name=mail.sender.name if mail.sender else "",
             to=[a.address for a in mail.to][:100], cc=[a.address for a in mail.cc][:100],
-            subject=mail.subject, body=mail.body, date=mail.date,
+            subject=mail.subject, body=mail.body if body is None else body, date=mail.date,
             in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
             references=list(mail.references), verdict=arrival.verdict.kind.value,
             verdict_reason=arrival.verdict.reason, decision=arrival.decision,

@@ -17,13 +17,14 @@ from typing import Callable
 
 import peewee
 
-from mailticket.config import Settings
+from mailticket.config import Agent, Settings
 from mailticket.db import Prepared, savepoint, transaction
 from mailticket.desk.tickets import Arrival, Desk
 from mailticket.errors import InvalidRequest, MailticketError, TemporaryFailure
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from mailticket.intake.route import Action, Decision, route, tag_pattern
 from mailticket.mail import bounces
+from mailticket.mail.authres import vouched_by
 from mailticket.mail.classify import Kind, classify
 from mailticket.mail.parse import ParsedMail, ParseLimits, parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
@@ -193,13 +194,14 @@ class Pipeline:
             return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
                           detail="same Message-ID seen before")
         verdict = classify(mail, self.desk.own_addresses)
+        agent = self._agent_of(mail)
         report = bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None
         decision = route(mail, verdict, self.desk, tag=self.tag,
                          reopen_window=self.reopen_window, now=self.clock(),
                          thread_key=self.desk.mailer.thread_key,
                          outsider_mail=self.settings.desk.outsider_mail,
                          about=report.original_ids if report else (),
-                         agents=self.agents)
+                         agents=self.agents, from_agent=agent is not None)
         if decision.action is Action.QUARANTINE:
             decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
                            verdict.kind.value, decision.reason)
@@ -228,6 +230,29 @@ class Pipeline:
                                  "ticket was made from its header, the original is kept aside")
         return Result(item.key, Outcome.RECORDED, ticket=message.ticket_id,
                       detail=decision.action.value)
+
+    def _agent_of(self, mail: ParsedMail) -> Agent | None:
+        """The configured agent who sent ``mail``; with agents_require_authentication, only when
+        a trusted server vouches for the From address. Otherwise the mail is a user's."""
+        process = self.settings.process
+        agent = process.agent(mail.sender.address) if mail.sender is not None else None
+        if agent is None or not process.agents_require_authentication:
+            return agent
+        if vouched_by(mail, process.trusted_authserv_ids) is None:
+            decisions.info("%s from agent %s without a trusted DKIM/SPF pass: a user's mail",
+                           mail.message_id, agent.address)
+            return None
+        return agent
+
+    def _to_comment_address(self, mail: ParsedMail) -> bool:
+        comment = self.settings.desk.comment_address
+        if not comment:
+            return False
+        comment = comment.lower()
+        if any(a.key == comment for a in mail.to + mail.cc):
+            return True
+        return any(comment in value.lower() for name in ("delivered-to", "x-original-to")
+                   for value in mail.headers.get(name, ()))
 
     def _parse_oversized(self, item: RawMail, size: int, limit: int) -> ParsedMail:
         """A message over limits.max_message_size still makes its ticket, from its header:
@@ -260,6 +285,11 @@ class Pipeline:
             return desk.attach(decision.ticket, arrival)
         if action is Action.UNVERIFIED:
             return desk.unverified(decision.ticket, arrival)
+        if action is Action.AGENT:
+            agent = self._agent_of(arrival.mail)
+            assert agent is not None
+            return desk.agent_mail(decision.ticket, arrival, agent,
+                                   comment=self._to_comment_address(arrival.mail))
         return desk.keep(arrival)
 
     def _quarantine(self, item: RawMail, error: str, message_id: str = "") -> Result:

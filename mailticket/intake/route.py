@@ -26,6 +26,7 @@ class Action(enum.Enum):
     NEW_LINKED = "new_linked"        # a reply to a ticket closed too long ago: new ticket, linked
     ATTACH = "attach"                # automated mail about a ticket: kept on it, nothing changes
     UNVERIFIED = "unverified"        # a tag from someone not on the ticket: a note, nothing changes
+    AGENT = "agent"                  # an agent's mail about a ticket: commands run, text relayed
     IGNORE = "ignore"                # automated mail about nothing we know: kept, no ticket
     QUARANTINE = "quarantine"        # cannot be a ticket (no sender): kept aside for the admin
 
@@ -67,11 +68,14 @@ def route(
     outsider_mail: str = "note",
     about: Sequence[str] = (),
     agents: frozenset[str] = frozenset(),
+    from_agent: bool = False,
 ) -> Decision:
     """``thread_key`` verifies the tokens in our Message-IDs; ``outsider_mail`` is the policy for
     a tag from someone not on the ticket ("note" or "new_ticket"); ``about`` are Message-IDs the
     mail is about besides its own threading headers (the original of a bounce); ``agents`` are
-    the desk's staff (lower case), who may touch any ticket."""
+    the desk's staff (lower case), who may touch any ticket; ``from_agent``: the sender is a
+    configured agent (authenticated when the config asks), whose mail about a ticket is worked
+    as the agent's (commands, relay to the user)."""
     if verdict.kind is Kind.OWN:
         return Decision(Action.IGNORE, f"our own mail ({verdict.reason})")
 
@@ -105,6 +109,9 @@ def route(
                             unknown_tag=unknown_tag, acknowledge=True)
         return Decision(Action.NEW_TICKET, "no ticket tag or thread", acknowledge=True)
 
+    if from_agent:
+        return Decision(Action.AGENT, f"agent {mail.sender.key} on ticket #{ticket.number} "
+                                      f"({how})", ticket=ticket.number)
     involved = ticket.involves(mail.sender.address) or mail.sender.key in agents
     if not involved and ticket.number not in threaded and ticket.status != CLOSED:
         # A tag anyone could type, from someone not on the ticket: it must not change it.

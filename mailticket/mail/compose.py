@@ -24,7 +24,7 @@ import jinja2
 from mailticket.errors import ConfigError
 
 KINDS = ("ack", "reply", "closed", "reopened", "resolved", "unverified", "breaker", "assigned",
-         "escalated", "handed_back")
+         "escalated", "handed_back", "agent_report")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -158,6 +158,9 @@ _SAMPLE_EXTRA = {
     "escalated": {"from_group": "desk", "to_group": "network", "level": 2, "author": "Ada",
                   "text": "The switch on floor 3 drops packets."},
     "handed_back": {"text": "Replaced the fuser unit.", "author": "Nora"},
+    "agent_report": {"results": ["#assign nora: assigned to nora@example.org",
+                                 "#frobnicate: unknown command, nothing done"],
+                     "relayed": True, "note": False},
 }
 
 

@@ -175,8 +175,8 @@ def test_agents_of_the_groups_may_write_to_any_ticket(app):
     app.pipeline.process_batch([RawMail("test", "agent", make_mail(
         subject=f"Re: [DESK #{number}] Escalated", sender="Nora <nora@desk.example.test>",
         body="Looking at it."))])
-    assert [k for k, _, _ in history(number)].count("unverified_mail") == 0
-    assert [k for k, _, _ in history(number)].count("follow_up") == 1
+    kinds = [k for k, _, _ in history(number)]
+    assert "unverified_mail" not in kinds and kinds.count("reply") == 1  # worked as the agent's
 
 
 def test_a_closed_ticket_cannot_be_escalated(app):
@@ -184,3 +184,117 @@ def test_a_closed_ticket_cannot_be_escalated(app):
     act(app, "close", number, "ada", "done")
     with pytest.raises(InvalidRequest, match="is closed; reopen it first"):
         act(app, "escalate", number, "ada", "network", "more")
+
+
+# --- agents by mail ------------------------------------------------------------------------------
+
+def agent_mail(app, number, body, sender="Nora <nora@desk.example.test>", to=None, key=None,
+               headers=None):
+    [result] = app.pipeline.process_batch([RawMail("test", key or body[:40], make_mail(
+        subject=f"Re: [DESK #{number}] Network is slow", sender=sender, body=body,
+        to=to or "desk@example.test", headers=headers))])
+    return result
+
+
+def test_an_agents_mail_is_relayed_to_the_requester_from_the_desk(app):
+    number = new_ticket(app)
+    agent_mail(app, number, "Hello Ann,\n\nplease restart your laptop.\n")
+    [(to, mail)] = mails("reply")
+    assert to == ["ann@example.org"]
+    assert mail["From"].addresses[0].addr_spec == "desk@example.test"
+    assert f"[DESK #{number}]" in mail["Subject"] and mail["In-Reply-To"]
+    assert "please restart your laptop" in mail.get_body(("plain",)).get_content()
+    ticket = Ticket.get_by_id(number)
+    assert ticket.status == "open" and ticket.first_response_at is not None
+    assert mails("agent_report") == []  # no commands: nothing to report
+
+
+def test_commands_at_the_top_are_run_removed_from_the_relay_and_reported(app):
+    number = new_ticket(app)
+    agent_mail(app, number, "#assign nora\n#escalate network switch on 3 drops packets\n"
+                            "#frobnicate now\n\nHello Ann, the network team has it now.\n")
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.group, ticket.agent) == ("network", None)  # escalation clears the agent
+    [(_, relayed)] = mails("reply")
+    text = relayed.get_body(("plain",)).get_content()
+    assert "#assign" not in text and "the network team has it now" in text
+    [(to, report)] = mails("agent_report")
+    assert to == ["nora@desk.example.test"]
+    lines = report.get_body(("plain",)).get_content()
+    assert "#assign nora: assigned to nora@desk.example.test" in lines
+    assert "#escalate network switch on 3 drops packets: escalated to network" in lines
+    assert "#frobnicate now: unknown command, nothing done (commands: #assign" in lines
+    assert "Your text was sent to the requester" in lines
+    [(_, escalated)] = mails("escalated")
+    assert "switch on 3 drops packets" in escalated.get_body(("plain",)).get_content()
+
+
+def test_a_failing_command_is_reported_and_the_others_still_run(app):
+    number = new_ticket(app)
+    agent_mail(app, number, "#escalate moon\n#assign al\n")
+    assert Ticket.get_by_id(number).agent == "al@desk.example.test"
+    [(_, report)] = mails("agent_report")
+    lines = report.get_body(("plain",)).get_content()
+    assert "#escalate moon: not done: no group 'moon'" in lines
+    assert "Nothing was sent to the requester" in lines
+    assert mails("reply") == []
+
+
+def test_resolve_by_mail_takes_the_text_as_the_resolution_and_sends_it_once(app):
+    number = new_ticket(app)
+    agent_mail(app, number, "#resolve\nReplaced the switch on floor 3.\n")
+    ticket = Ticket.get_by_id(number)
+    assert (ticket.status, ticket.resolution) == ("resolved", "Replaced the switch on floor 3.")
+    assert mails("reply") == []  # the user gets it in the "resolved" mail, not twice
+    assert "Replaced the switch" in mails("resolved")[0][1].get_body(("plain",)).get_content()
+
+
+def test_comment_command_or_comment_address_makes_an_internal_note(tmp_path, database_url):
+    from dataclasses import replace
+
+    from mailticket.models import Message
+
+    settings = settings_for(tmp_path, database_url, extra=GROUPS)
+    settings = replace(settings, desk=replace(settings.desk,
+                                              comment_address="desk-comment@example.test"))
+    app = build(settings, clock=Clock())
+    try:
+        number = new_ticket(app)
+        agent_mail(app, number, "#comment\nAnn's laptop is on the old VLAN.\n", key="c1")
+        agent_mail(app, number, "Checked the VLAN: fine.\n", key="c2",
+                   to="Desk comments <desk-comment@example.test>")
+        assert mails("reply") == []  # the user sees neither
+        assert [k for k, _, _ in history(number) if k == "comment"] == ["comment", "comment"]
+        notes = [(m.author, m.body) for m in Message.select().where(Message.direction == "note")
+                 .order_by(Message.id)]
+        assert notes == [("Nora", "Ann's laptop is on the old VLAN."),
+                         ("Nora", "Checked the VLAN: fine.")]
+        # A user writing to the comment address is just a user: no note, no command.
+        [result] = app.pipeline.process_batch([RawMail("test", "u", make_mail(
+            subject=f"Re: [DESK #{number}]", sender="ann@example.org", body="#close\n",
+            to="desk-comment@example.test"))])
+        assert Ticket.get_by_id(number).status != "closed"
+    finally:
+        app.db.close()
+
+
+def test_mail_from_an_agent_address_without_a_trusted_pass_is_a_users_when_required(
+        tmp_path, database_url):
+    extra = GROUPS + "agents_require_authentication: true\ntrusted_authserv_ids: [mx.desk.test]\n"
+    app = build(settings_for(tmp_path, database_url, extra=extra), clock=Clock())
+    try:
+        number = new_ticket(app)
+        agent_mail(app, number, "#close\nforged close\n", key="forged")
+        assert Ticket.get_by_id(number).status == "new"
+        assert mails("agent_report") == []
+        agent_mail(app, number, "#close\nreal close\n", key="real", headers={
+            "Authentication-Results": "mx.desk.test; dkim=pass header.d=desk.example.test; "
+                                      "spf=pass smtp.mailfrom=nora@desk.example.test"})
+        assert Ticket.get_by_id(number).status == "closed"
+        # A pass from a server we do not trust counts for nothing.
+        number = new_ticket(app, subject="second")
+        agent_mail(app, number, "#close\nspoofed\n", key="spoofed", headers={
+            "Authentication-Results": "mx.evil.test; dkim=pass header.d=desk.example.test"})
+        assert Ticket.get_by_id(number).status == "new"
+    finally:
+        app.db.close()
