@@ -33,6 +33,11 @@ BOUNCED = "bounced"
 # must not become a flood in the staff's inboxes.
 AUTO_REPLY_KINDS = ("ack", "reopened", "unverified")
 
+# Mail to the desk's own staff: a reply to it goes to the comment address (when there is one),
+# so an agent answering a notification writes an internal note, not to the user.
+STAFF_KINDS = frozenset({"assigned", "escalated", "handed_back", "agent_report", "unverified",
+                         "breaker"})
+
 _RECENT_TO = Prepared(lambda a, b, c, since, held, address: Outbox.select(
     peewee.fn.COUNT(Outbox.id)).where(
         Outbox.kind.in_([a, b, c]) & (Outbox.created_at >= since)
@@ -94,9 +99,12 @@ class Mailer:
             # source keeps the mail until the template is fixed (check-config tells how).
             raise TemporaryFailure(f"template {kind} cannot be rendered: {exc}") from exc
         message_id = tokens.message_id(self.thread_key, self.domain, number)
+        comment = self.settings.desk.comment_address
         content = build_message(
             rendered, sender=self.desk, to=to, cc=cc, message_id=message_id, tag=tag,
             ticket=number, in_reply_to=in_reply_to, references=references, automated=automated,
+            reply_to=Recipient(f"{self.settings.desk.name} (internal note)", comment)
+            if comment and kind in STAFF_KINDS else None,
         )
         recipients = _unique([deliverable(r.address) for r in to + cc])
         status, reason = PENDING, None

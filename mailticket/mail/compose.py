@@ -223,6 +223,7 @@ def build_message(
     references: Iterable[str] = (),
     automated: bool = True,
     date: datetime | None = None,
+    reply_to: Recipient | None = None,
 ) -> bytes:
     """The whole message, ready for the relay (CRLF line ends).
 
@@ -236,6 +237,8 @@ def build_message(
     cc = list(cc)
     if cc:
         headers.append(("Cc", ",\r\n ".join(_address(r) for r in cc)))
+    if reply_to is not None:
+        headers.append(("Reply-To", _address(reply_to)))
     headers += [
         ("Subject", _encoded(subject_with_tag(rendered.subject, tag))),
         ("Date", format_datetime(date or datetime.now(timezone.utc))),

@@ -298,3 +298,20 @@ def test_mail_from_an_agent_address_without_a_trusted_pass_is_a_users_when_requi
         assert Ticket.get_by_id(number).status == "new"
     finally:
         app.db.close()
+
+
+def test_staff_notifications_are_answered_to_the_comment_address(tmp_path, database_url):
+    from dataclasses import replace
+
+    settings = settings_for(tmp_path, database_url, extra=GROUPS)
+    settings = replace(settings, desk=replace(settings.desk,
+                                              comment_address="desk-comment@example.test"))
+    app = build(settings, clock=Clock())
+    try:
+        number = new_ticket(app)
+        act(app, "escalate", number, "ada", "network", "over to you")
+        [(_, escalated)] = mails("escalated")
+        assert escalated["Reply-To"].addresses[0].addr_spec == "desk-comment@example.test"
+        assert mails("ack")[0][1]["Reply-To"] is None  # users answer the desk itself
+    finally:
+        app.db.close()
