@@ -12,7 +12,7 @@ import json
 import os
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 import peewee
@@ -47,11 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     tickets.required = True
     listing = tickets.add_parser("list", help="list tickets, newest first")
     listing.add_argument("--status", choices=("new", "open", "resolved", "closed"))
+    listing.add_argument("--group", help="only tickets with this group")
+    listing.add_argument("--agent", help="only tickets assigned to this agent (address or name)")
+    listing.add_argument("--agency", help="only tickets of this agency (name, any case)")
+    listing.add_argument("--channel", choices=("email", "phone", "walk-in", "voicemail"))
+    listing.add_argument("--overdue", action="store_true",
+                         help="only tickets past their first-response target with no response")
+    listing.add_argument("--due-within", metavar="DURATION", type=_plain_duration,
+                         help="only tickets whose first response is due within e.g. 2h, "
+                              "30 minutes, 1 day")
+    listing.add_argument("--older-than", metavar="DAYS", type=int,
+                         help="only tickets created more than DAYS days ago")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = tickets.add_parser("show", help="a ticket with its messages and history")
     show.add_argument("number", type=_ticket_number)
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    new = tickets.add_parser(
+        "new", help="log a request taken by phone, at the desk or from voicemail; the user gets "
+                    "the acknowledgement with the number")
+    new.add_argument("--requester", required=True, metavar="ADDRESS", type=_mail_address,
+                     help="the user's mail address (the acknowledgement goes there)")
+    new.add_argument("--name", default="", help="the user's name")
+    new.add_argument("--channel", required=True, choices=("phone", "walk-in", "voicemail"))
+    new.add_argument("--subject", required=True, metavar="TEXT")
+    new.add_argument("--message", "-m", required=True, metavar="TEXT", help="what the user said")
+    new.add_argument("--as", dest="actor", metavar="NAME",
+                     help="who does this (default: $MAILTICKET_AGENT or your login name)")
     assign = tickets.add_parser("assign", help="give a ticket to an agent; the agent is told")
     assign.add_argument("number", type=_ticket_number)
     assign.add_argument("agent", help="the agent: address, local part or name (config groups)")
@@ -88,6 +110,22 @@ def _parser() -> argparse.ArgumentParser:
     q_retry = q_actions.add_parser("retry", help="run a quarantined message through intake again")
     q_retry.add_argument("id", type=int)
 
+    whois = commands.add_parser(
+        "whois", help="the agency and contacts (sponsor, registrar, JTAC...) for a user, "
+                      "agency or county, from the directory file")
+    whois.add_argument("query", help="a mail address, an agency name or code, or a county")
+    whois.add_argument("--json", action="store_true", help="machine-readable output")
+
+    jobs = commands.add_parser("jobs", help="the desk's timed jobs (SLA checks, auto-close)")
+    j_actions = jobs.add_subparsers(dest="action", metavar="ACTION")
+    j_actions.required = True
+    j_actions.add_parser("list", help="the jobs, how often they run, and their last run")
+    j_run = j_actions.add_parser("run", help="run one job now, or as if at another time")
+    j_run.add_argument("name", help="the job's name (see jobs list)")
+    j_run.add_argument("--at", type=_datetime, metavar="DATETIME",
+                       help="run as if at this time: 2026-12-01T09:00 (UTC) or with an offset, "
+                            "2026-12-01T09:00-05:00")
+
     outbox = commands.add_parser("outbox", help="outgoing mail waiting, sent or failed")
     o_actions = outbox.add_subparsers(dest="action", metavar="ACTION")
     o_actions.required = True
@@ -99,6 +137,32 @@ def _parser() -> argparse.ArgumentParser:
     o_retry = o_actions.add_parser("retry", help="send a failed, bounced or held mail again")
     o_retry.add_argument("id", type=int)
     return parser
+
+
+def _plain_duration(text: str) -> timedelta:
+    from mailticket.desk.calendar import CalendarError, parse_plain_duration
+
+    try:
+        return parse_plain_duration(text)
+    except CalendarError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _mail_address(text: str) -> str:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"not a mail address: {text!r}")
+    return text.strip().lower()
+
+
+def _datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date and time like 2026-12-01T09:00: {text!r}") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def _ticket_number(text: str) -> int:
@@ -164,9 +228,11 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
         ("ticket", "reply"): _ticket_change, ("ticket", "close"): _ticket_change,
         ("ticket", "reopen"): _ticket_change, ("ticket", "resolve"): _ticket_change,
         ("ticket", "assign"): _ticket_assign, ("ticket", "escalate"): _ticket_escalate,
+        ("ticket", "new"): _ticket_new, ("whois", None): _whois,
+        ("jobs", "list"): _jobs_list, ("jobs", "run"): _jobs_run,
         ("quarantine", "list"): _quarantine_list, ("quarantine", "retry"): _quarantine_retry,
         ("outbox", "list"): _outbox_list, ("outbox", "retry"): _outbox_retry,
-    }[(args.command, args.action)]
+    }[(args.command, getattr(args, "action", None))]
     return handler(app, args)
 
 
@@ -219,22 +285,45 @@ def _ticket_summary(ticket: Any) -> dict[str, Any]:
 
 
 def _ticket_list(app: Any, args: argparse.Namespace) -> int:
-    from mailticket.models import Ticket
+    from mailticket.models import Ticket, utcnow
 
     query = Ticket.select().order_by(Ticket.number.desc()).limit(max(1, args.limit))
     if args.status:
         query = query.where(Ticket.status == args.status)
+    if args.group:
+        query = query.where(Ticket.group == args.group)
+    if args.agent:
+        found = app.settings.process.find_agents(args.agent)
+        addresses = [a.address for a in found] or [args.agent.lower()]
+        query = query.where(Ticket.agent.in_(addresses))
+    if args.agency:
+        query = query.where(peewee.fn.LOWER(Ticket.agency) == args.agency.lower())
+    if args.channel:
+        query = query.where(Ticket.channel == args.channel)
+    now = utcnow()
+    waiting = (Ticket.first_response_at.is_null() & Ticket.status.in_(["new", "open"])
+               & Ticket.response_due_at.is_null(False))
+    if args.overdue:
+        query = query.where(waiting & (Ticket.response_due_at <= now))
+    if args.due_within is not None:
+        query = query.where(waiting & (Ticket.response_due_at > now)
+                            & (Ticket.response_due_at <= now + args.due_within))
+    if args.older_than is not None:
+        query = query.where(Ticket.created_at < now - timedelta(days=args.older_than))
     tickets = list(query)
     if args.json:
         _print_json([_ticket_summary(t) for t in tickets])
         return EXIT_OK
     if not tickets:
-        print("no tickets" + (f" with status {args.status}" if args.status else ""))
+        print("no tickets" + (f" with status {args.status}" if args.status else "")
+              + (" matching the filters" if _filtered(args) else ""))
         return EXIT_OK
-    print(f"{'#':>6}  {'status':<9} {'updated':<20} {'requester':<30} subject")
+    print(f"{'#':>6}  {'status':<9} {'group':<10} {'due':<17} {'requester':<28} subject")
     for t in tickets:
-        print(f"{t.number:>6}  {t.status:<9} {_when(t.updated_at):<20} "
-              f"{_safe(t.requester[:30]):<30} {_safe(t.subject[:60])}")
+        due = "-" if t.first_response_at or not t.response_due_at else \
+            t.response_due_at.strftime("%Y-%m-%d %H:%M")
+        print(f"{t.number:>6}  {t.status:<9} {_safe(t.group or '-')[:10]:<10} {due:<17} "
+              f"{_safe(t.requester[:28]):<28} {_safe(t.subject[:60])}")
     return EXIT_OK
 
 
@@ -300,6 +389,77 @@ def _ticket_change(app: Any, args: argparse.Namespace) -> int:
             "resolve": "resolved"}[args.action]
     print(f"ticket #{args.number} {done}; mail to {', '.join(row.recipients)} queued as "
           f"outbox #{row.id}" + (f" ({row.status})" if row.status != "pending" else ""))
+    return EXIT_OK
+
+
+def _filtered(args: argparse.Namespace) -> bool:
+    return bool(args.group or args.agent or args.agency or args.channel or args.overdue
+                or args.due_within is not None or args.older_than is not None)
+
+
+def _ticket_new(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.db import transaction
+
+    with transaction(app.db):
+        ticket = app.desk.open_by_agent(_actor(args), args.requester, args.channel,
+                                        args.subject, args.message, requester_name=args.name)
+    print(f"ticket #{ticket.number} logged ({args.channel}); the acknowledgement goes to "
+          f"{ticket.requester}")
+    return EXIT_OK
+
+
+def _whois(app: Any, args: argparse.Namespace) -> int:
+    directory = app.settings.directory
+    if directory is None:
+        print("mailticket: no directory file is configured (directory: in the config)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    answer = directory.whois(args.query)
+    if args.json:
+        _print_json({
+            "query": answer.query, "ambiguous": answer.ambiguous,
+            "agencies": [{"name": a.name, "code": a.code, "county": a.county,
+                          "domains": list(a.domains)} for a in answer.agencies],
+            "county": answer.county.name if answer.county else None,
+            "contacts": [{"role": c.role, "name": c.name, "email": c.email, "phone": c.phone}
+                         for c in answer.contacts]})
+        return EXIT_OK if answer.agencies or answer.county else EXIT_FAILED
+    if not answer.agencies and answer.county is None:
+        print(f"mailticket: {args.query!r} is in no agency or county of the directory",
+              file=sys.stderr)
+        return EXIT_FAILED
+    if answer.ambiguous:
+        print(f"{args.query!r} could be: " + "; ".join(a.name for a in answer.agencies))
+        return EXIT_OK
+    for agency in answer.agencies:
+        print(f"agency:  {agency.name}" + (f" ({agency.code})" if agency.code else ""))
+    if answer.county is not None:
+        print(f"county:  {answer.county.name}")
+    for c in answer.contacts:
+        reach = ", ".join(x for x in (c.email, c.phone) if x)
+        print(f"  {c.role:<12} {c.name}" + (f"  {reach}" if reach else ""))
+    return EXIT_OK
+
+
+def _jobs_list(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.desk.jobs import JOBS, last_run
+
+    for job in JOBS.values():
+        print(f"{job.name:<11} every {job.every_seconds:>4} s  last: {last_run(job.name) or 'never'}")
+        print(f"            {job.description}")
+    return EXIT_OK
+
+
+def _jobs_run(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.desk.jobs import JOBS, run_job
+    from mailticket.models import utcnow
+
+    if args.name not in JOBS:
+        print(f"mailticket: no job {args.name!r} (jobs: {', '.join(JOBS)})", file=sys.stderr)
+        return EXIT_FAILED
+    at = args.at or utcnow()
+    result = run_job(args.name, app.desk, app.db, at)
+    print(f"{args.name} as at {at:%Y-%m-%d %H:%M} UTC: {result}")
     return EXIT_OK
 
 

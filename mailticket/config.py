@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import yaml
 
+from mailticket.desk.calendar import (BusinessCalendar, BusinessDuration, CalendarError,
+                                      parse_plain_duration)
+from mailticket.directory import Directory, DirectoryError
 from mailticket.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/mailticket.yaml")
@@ -215,6 +219,17 @@ class Process:
 
 
 @dataclass(frozen=True)
+class Sla:
+    """Business-hours targets: the first response (first agent reply) within ``first_response``
+    of business time on ``calendar``; the ticket's group is warned ``warn_before`` it is due."""
+
+    first_response: BusinessDuration = BusinessDuration(days=1)
+    calendar: BusinessCalendar = BusinessCalendar()
+    warn_before: timedelta = timedelta(hours=2)
+    verify_close_after: BusinessDuration = BusinessDuration(days=3)  # resolved -> closed
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str
     file: Path | None
@@ -232,6 +247,8 @@ class Settings:
     limits: Limits
     logging: LoggingSettings = field(default_factory=lambda: LoggingSettings("INFO", None))
     process: Process = field(default_factory=Process)
+    sla: Sla = field(default_factory=Sla)
+    directory: Directory | None = field(default=None, repr=False)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -446,7 +463,9 @@ def _size(value: Any) -> int:
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging",
              "groups", "new_tickets_to", "escalation", "agents_require_authentication",
-             "trusted_authserv_ids")
+             "trusted_authserv_ids", "sla", "directory")
+_SLA_KEYS = ("first_response", "calendar", "warn_before", "verify_close_after")
+_CALENDAR_KEYS = ("timezone", "days", "hours", "holidays")
 _GROUP_KEYS = ("level", "members", "address")
 _DESK_KEYS = ("name", "address", "aliases", "ticket_prefix", "reopen_window_days",
               "outsider_mail", "alerts_to", "comment_address")
@@ -581,6 +600,46 @@ def _read_process(r: _Reader, top: dict[str, Any]) -> Process:
         r.problem("agents_require_authentication",
                   "true needs trusted_authserv_ids: the servers whose Authentication-Results count")
     return Process(tuple(groups), new_to, tuple(escalation), bool(require_auth), trusted)
+
+
+def _read_sla(r: _Reader, top: dict[str, Any]) -> Sla:
+    raw = r.section(top, "sla", "sla", required=False, allowed=_SLA_KEYS) or {}
+
+    def duration(key: str, parse: Callable[[str], Any], default: Any) -> Any:
+        def convert(value: Any) -> Any:
+            try:
+                return parse(str(value))
+            except CalendarError as exc:
+                raise _Invalid(str(exc)) from None
+        return r.value(raw, f"sla.{key}", key, convert, default)
+
+    defaults = Sla()
+    first = duration("first_response", BusinessDuration.parse, defaults.first_response)
+    warn = duration("warn_before", parse_plain_duration, defaults.warn_before)
+    verify = duration("verify_close_after", BusinessDuration.parse, defaults.verify_close_after)
+    calendar = defaults.calendar
+    cal_raw = r.section(raw, "sla.calendar", "calendar", required=False, allowed=_CALENDAR_KEYS)
+    if cal_raw:
+        values = {k: r.expand(f"sla.calendar.{k}", v) for k, v in cal_raw.items()
+                  if k in _CALENDAR_KEYS}
+        try:
+            calendar = BusinessCalendar.from_config(**values)
+        except CalendarError as exc:
+            for problem in exc.problems:
+                key, _, message = problem.partition(": ")
+                r.problem(f"sla.calendar.{key}", message)
+    return Sla(first, calendar, warn, verify)
+
+
+def _read_directory(r: _Reader, top: dict[str, Any]) -> Directory | None:
+    path = r.value(top, "directory", "directory", _path, None)
+    if path is None:
+        return None
+    try:
+        return Directory.load(path)
+    except DirectoryError as exc:
+        r.problems.extend(exc.problems)
+        return None
 
 
 def _read_imap(r: _Reader, intake: dict[str, Any]) -> tuple[ImapMailbox, ...]:
@@ -762,10 +821,12 @@ def load(path: str | os.PathLike[str] | None = None,
         file=r.value(log_raw, "logging.file", "file", _path, None),
     )
     process = _read_process(r, top)
+    sla = _read_sla(r, top)
+    directory = _read_directory(r, top)
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
         path=path, database=database, desk=desk, intake=intake,  # type: ignore[arg-type]
         outgoing=outgoing, templates=templates, storage=storage, limits=limits,
-        logging=logging_settings, process=process,
+        logging=logging_settings, process=process, sla=sla, directory=directory,
     )

@@ -1,7 +1,8 @@
 """The long-running process: wires the sources, the pipeline and the sender; stops cleanly.
 
 Each IMAP mailbox is read by its own thread, the SMTP/LMTP intake runs in aiosmtpd's thread, and
-one sender thread drains the outbox, woken whenever a commit queued mail. SIGTERM or SIGINT:
+one sender thread drains the outbox, woken whenever a commit queued mail, and APScheduler runs
+the desk's timed jobs (SLA checks, auto-close). SIGTERM or SIGINT:
 intake stops taking new mail, each source finishes the batch in hand, the sender delivers what
 it can, then the process exits.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import datetime, timezone
 from typing import Callable
 
 from mailticket.config import Settings
@@ -33,6 +35,7 @@ class Daemon:
         self.source_threads: list[threading.Thread] = []
         self.sender_thread: threading.Thread | None = None
         self.smtp_server: SmtpIntakeServer | None = None
+        self.scheduler = None  # APScheduler's BackgroundScheduler, once started
         self.healthy = True  # False once a part of the daemon died: the exit status says so
 
     def start(self) -> None:
@@ -50,12 +53,39 @@ class Daemon:
             self.smtp_server = SmtpIntakeServer(settings.intake.smtp, self.app.pipeline,
                                                 settings.limits.max_message_bytes)
             self.smtp_server.start()
+        self._start_scheduler()
         where = [m.label for m in settings.intake.imap]
         if settings.intake.smtp is not None:
             where.append(settings.intake.smtp.label)
         out = (f"relay {settings.outgoing.smtp.host}:{settings.outgoing.smtp.port}"
                if settings.outgoing.smtp else f"maildir {settings.outgoing.maildir}")
         log.info("mailticket running: intake %s; outgoing mail to %s", ", ".join(where), out)
+
+    def _start_scheduler(self) -> None:
+        """The desk's timed jobs (desk/jobs.py) in APScheduler's background thread: one at a
+        time, a missed run coalesced into one, none run twice at once."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from mailticket.desk.jobs import JOBS, run_job
+        from mailticket.models import utcnow
+
+        def run(name: str) -> None:
+            try:
+                run_job(name, self.app.desk, self.app.db, utcnow())
+            except Exception:  # noqa: BLE001 - the next run tries again; the daemon carries on
+                log.exception("job %s failed; it runs again at its next time", name)
+            self.wake_sender.set()
+
+        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)},
+                                        job_defaults={"coalesce": True, "max_instances": 1,
+                                                      "misfire_grace_time": 3600},
+                                        timezone="UTC")
+        for job in JOBS.values():
+            scheduler.add_job(run, "interval", seconds=job.every_seconds, args=[job.name],
+                              id=job.name, name=job.name, next_run_time=datetime.now(timezone.utc))
+        scheduler.start()
+        self.scheduler = scheduler
 
     def _thread(self, name: str, target: Callable[[], None]) -> threading.Thread:
         def guarded() -> None:
@@ -75,6 +105,8 @@ class Daemon:
         mail those last messages caused is delivered too when the relay takes it."""
         log.info("stopping: finishing the messages in hand")
         self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
         if self.smtp_server is not None:
             self.smtp_server.stop()
         threads = list(self.source_threads)

@@ -36,7 +36,7 @@ AUTO_REPLY_KINDS = ("ack", "reopened", "unverified")
 # Mail to the desk's own staff: a reply to it goes to the comment address (when there is one),
 # so an agent answering a notification writes an internal note, not to the user.
 STAFF_KINDS = frozenset({"assigned", "escalated", "handed_back", "agent_report", "unverified",
-                         "breaker"})
+                         "breaker", "sla_warning", "sla_breach"})
 
 _RECENT_TO = Prepared(lambda a, b, c, since, held, address: Outbox.select(
     peewee.fn.COUNT(Outbox.id)).where(

@@ -262,3 +262,67 @@ def test_escalate_without_to_is_a_usage_error(capsys, process_config):
         cli.main(["--config", process_config, "ticket", "escalate", "1", "-m", "x"])
     assert raised.value.code == cli.EXIT_USAGE
     assert "--to" in capsys.readouterr().err
+
+
+def test_other_channels_whois_jobs_and_list_filters(capsys, tmp_path, database_url):
+    from datetime import timedelta
+
+    from mailticket import config as configmod
+    from mailticket.models import utcnow
+
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(
+        "agencies:\n"
+        "  - name: Springfield Police Department\n    code: SPD\n    county: Sangamon\n"
+        "    domains: [spd.example.gov]\n"
+        "    contacts:\n      - {role: JTAC, name: Jo Tac, email: jtac@spd.example.gov}\n")
+    config = str(write_config(tmp_path, database_url, extra=PROCESS + f"directory: {directory}\n"))
+    # A ticket from two business days ago: long overdue for its first response.
+    old = utcnow() - timedelta(days=4)
+    app = build(configmod.load(config), clock=lambda: old)
+    app.pipeline.process_batch([RawMail("test", "1/1", make_mail(sender="cop@spd.example.gov"))])
+    app.db.close()
+
+    code, out, _ = run(capsys, "--config", config, "ticket", "new", "--requester",
+                       "Walk@Example.org", "--channel", "walk-in", "--subject", "Badge broken",
+                       "-m", "Came by the desk at 9.")
+    assert code == 0 and out == "ticket #2 logged (walk-in); the acknowledgement goes to " \
+                                "walk@example.org\n"
+    listed = lambda *f: [t["number"] for t in json.loads(run(  # noqa: E731
+        capsys, "--config", config, "ticket", "list", "--json", *f)[1])]
+    assert listed("--channel", "walk-in") == [2]
+    assert listed("--overdue") == [1]
+    assert listed("--due-within", "7 days") == [2]  # 1 business day, whatever the weekday
+    assert listed("--agency", "springfield police department") == [1]
+    assert listed("--group", "desk") == [2, 1]
+    assert listed("--older-than", "3") == [1]
+
+    code, out, _ = run(capsys, "--config", config, "whois", "cop@spd.example.gov")
+    assert code == 0 and "agency:  Springfield Police Department (SPD)" in out
+    assert "JTAC" in out and "jtac@spd.example.gov" in out
+    code, _, err = run(capsys, "--config", config, "whois", "nobody@else.example")
+    assert code == cli.EXIT_FAILED and "is in no agency or county" in err
+
+    code, out, _ = run(capsys, "--config", config, "jobs", "run", "sla-check",
+                       "--at", "2030-01-07T12:00")
+    assert code == 0 and out == "sla-check as at 2030-01-07 12:00 UTC: 0 warned, 2 overdue\n"
+    code, out, _ = run(capsys, "--config", config, "jobs", "list")
+    assert "sla-check" in out and "2030-01-07T12:00:00 0 warned, 2 overdue" in out
+    code, _, err = run(capsys, "--config", config, "jobs", "run", "nope")
+    assert code == cli.EXIT_FAILED and err == "mailticket: no job 'nope' (jobs: sla-check, " \
+                                              "auto-close)\n"
+
+
+@pytest.mark.parametrize("args", [
+    ["ticket", "new", "--requester", "not-an-address", "--channel", "phone", "--subject", "s",
+     "-m", "m"],
+    ["ticket", "new", "--requester", "a@b.example", "--channel", "fax", "--subject", "s",
+     "-m", "m"],
+    ["ticket", "list", "--due-within", "soon"],
+    ["jobs", "run", "sla-check", "--at", "yesterday"],
+])
+def test_bad_arguments_of_the_procedure_commands_exit_2(capsys, config, args):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--config", config, *args])
+    assert raised.value.code == cli.EXIT_USAGE
+    assert "Traceback" not in capsys.readouterr().err

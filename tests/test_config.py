@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,11 @@ def edited(base: dict[str, Any] = MINIMAL, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty working directory: relative paths in the config resolve against it."""
+    """A working directory: relative paths in the config resolve against it. It holds the
+    example directory file, which the example config names."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    shutil.copy(EXAMPLE_FILE.parent / "directory.example.yaml", tmp_path / "config")
     return tmp_path
 
 
@@ -157,6 +161,8 @@ SECTIONS = [
     (("logging",), config._LOG_KEYS),
     (("groups", "desk"), ("level", "members")),
     (("groups", "network"), config._GROUP_KEYS),
+    (("sla",), config._SLA_KEYS),
+    (("sla", "calendar"), config._CALENDAR_KEYS),
 ]
 
 
@@ -230,7 +236,7 @@ ERRORS = [
      edited(loging={"level": "info"}),
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
       "storage, limits, logging, groups, new_tickets_to, escalation, "
-      "agents_require_authentication, trusted_authserv_ids)"]),
+      "agents_require_authentication, trusted_authserv_ids, sla, directory)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "
@@ -610,7 +616,7 @@ def test_explicit_path_beats_the_variable(write):
 
 
 def test_without_the_variable_the_default_path_is_read(write, workdir):
-    (workdir / "config").mkdir()
+    (workdir / "config").mkdir(exist_ok=True)
     write(edited(desk__name="Default Path"), name="config/mailticket.yaml")
     settings = load(environ={})
     assert settings.path == config.DEFAULT_CONFIG_PATH
@@ -739,3 +745,30 @@ def test_agent_authentication_keys(write):
     assert problems_of(path) == [
         f"{path}: trusted_authserv_ids: expected a list of server ids like mx.example.org, "
         "got 'mx.example.org'"]
+
+
+def test_sla_and_calendar(write):
+    settings = load(write(edited(sla={
+        "first_response": "4 hours", "warn_before": "30 minutes",
+        "verify_close_after": "2 business days",
+        "calendar": {"timezone": "Europe/Berlin", "days": "mon-thu", "hours": "08:00-16:00",
+                     "holidays": ["2026-12-24"]}})), environ={})
+    sla = settings.sla
+    assert str(sla.first_response) == "4 hours" and str(sla.verify_close_after) == "2 business days"
+    assert sla.warn_before.total_seconds() == 1800
+    assert sla.calendar.timezone == "Europe/Berlin" and sla.calendar.days == frozenset({0, 1, 2, 3})
+    assert load(write(edited()), environ={}).sla == config.Sla()
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (dict(sla={"first_response": "2 days"}), "sla.first_response: expected a business duration"),
+    (dict(sla={"warn_before": "soon"}), "sla.warn_before: "),
+    (dict(sla={"calendar": {"hours": "7-17"}}), "sla.calendar.hours: expected HH:MM-HH:MM"),
+    (dict(sla={"calendar": {"timezone": "Mars/Olympus"}}), "sla.calendar.timezone: "),
+    (dict(sla={"calendar": {"weekdays": "mon-fri"}}), "sla.calendar.weekdays: unknown key"),
+    (dict(directory="nowhere.yaml"), "no such directory file"),
+])
+def test_bad_sla_and_directory_values_are_named(write, workdir, edit, problem):
+    path = write(edited(**edit))
+    found = problems_of(path)
+    assert any(problem in p for p in found), found

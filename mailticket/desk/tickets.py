@@ -16,6 +16,7 @@ from mailticket.db import savepoint
 from mailticket.errors import InvalidRequest, UnknownTicket
 from mailticket.desk.commands import KNOWN, Command, split_commands
 from mailticket.desk.views import TicketView
+from mailticket.mail import tokens
 from mailticket.mail.bounces import BounceReport
 from mailticket.mail.classify import Verdict
 from mailticket.mail.compose import Recipient
@@ -27,6 +28,7 @@ from mailticket.storage import Store
 log = logging.getLogger(__name__)
 
 NEW, OPEN, RESOLVED, CLOSED = "new", "open", "resolved", "closed"
+CHANNELS = ("email", "phone", "walk-in", "voicemail")
 STATUSES = (NEW, OPEN, RESOLVED, CLOSED)
 SYSTEM = "mailticket"
 
@@ -428,11 +430,46 @@ class Desk:
             key = address.address.lower()
             if key != requester.lower() and key not in self.own_addresses and key not in cc:
                 cc.append(key)
+        return self._new_ticket(mail.subject, requester, mail.sender.name, cc[:50],
+                                linked_to=linked_to)
+
+    def _new_ticket(self, subject: str, requester: str, requester_name: str, cc: list[str],
+                    linked_to: Ticket | None = None, channel: str = "email") -> Ticket:
         now = self.clock()
-        return Ticket.create(subject=mail.subject, status=NEW, requester=requester,
-                             requester_name=mail.sender.name, cc=cc[:50], linked_to=linked_to,
-                             group=self.settings.process.new_tickets_to,
+        sla = self.settings.sla
+        directory = self.settings.directory
+        agency = directory.agency_of(requester) if directory is not None else None
+        return Ticket.create(subject=subject, status=NEW, requester=requester,
+                             requester_name=requester_name, cc=cc, linked_to=linked_to,
+                             group=self.settings.process.new_tickets_to, channel=channel,
+                             agency=agency.name if agency else None,
+                             response_due_at=sla.calendar.add(now, sla.first_response),
                              created_at=now, updated_at=now)
+
+    def open_by_agent(self, actor: str, requester: str, channel: str, subject: str,
+                      text: str, requester_name: str = "") -> Ticket:
+        """A request taken by phone, at the desk or from voicemail: logged by an agent, and
+        the user gets the same acknowledgement with the number as by mail."""
+        if channel not in CHANNELS or channel == "email":
+            raise InvalidRequest(f"channel must be one of {', '.join(CHANNELS[1:])}, "
+                                 f"not {channel!r}")
+        text = _required_text(text, "message")
+        subject = " ".join((subject or "").split())[:300]
+        if not subject:
+            raise InvalidRequest("the subject is empty")
+        ticket = self._new_ticket(subject, requester.lower(), requester_name, [], channel=channel)
+        now = self.clock()
+        domain = self.settings.desk.address.rpartition("@")[2]
+        Message.create(ticket=ticket, direction="in", message_id=tokens.message_id(
+            self.mailer.thread_key, domain, ticket.number), sender=requester.lower(),
+            sender_name=requester_name, subject=subject, body=text, date=now, author=actor,
+            verdict="human", decision=f"logged ({channel})", source=channel, created_at=now)
+        self._event(ticket, actor, "created", f"logged by {actor} from a {channel} request")
+        self.mailer.queue(
+            "ack", ticket, to=[self._requester(ticket)],
+            context={"ticket": _ticket_context(ticket), "unknown_tag": None,
+                     "linked_from": None, "not_kept": []})
+        return ticket
 
     def _record(self, arrival: Arrival, ticket: Ticket | None, direction: str = "in",
                 author: str = "", body: str | None = None) -> Message:
@@ -527,6 +564,9 @@ def _ticket_context(ticket: Ticket) -> dict[str, object]:
         "created_at": ticket.created_at,
         "group": ticket.group,
         "agent": ticket.agent,
+        "channel": ticket.channel,
+        "agency": ticket.agency,
+        "response_due_at": ticket.response_due_at,
     }
 
 

@@ -24,7 +24,7 @@ import jinja2
 from mailticket.errors import ConfigError
 
 KINDS = ("ack", "reply", "closed", "reopened", "resolved", "unverified", "breaker", "assigned",
-         "escalated", "handed_back", "agent_report")
+         "escalated", "handed_back", "agent_report", "sla_warning", "sla_breach")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -141,7 +141,9 @@ class Composer:
 _SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "status": "open",
                   "requester": "ann@example.org", "requester_name": "Ann",
                   "resolution": "Replaced the fuser unit.",
-                  "created_at": datetime(2026, 1, 5, 9, 30), "group": "desk", "agent": None}
+                  "created_at": datetime(2026, 1, 5, 9, 30), "group": "desk", "agent": None,
+                  "channel": "email", "agency": "Springfield Police Department",
+                  "response_due_at": datetime(2026, 1, 6, 9, 30)}
 _SAMPLE_EXTRA = {
     "ack": {"unknown_tag": 7, "linked_from": 3,
             "not_kept": ['attachment "scan.tif" (31.2 MB) is over the 25 MB limit for one '
@@ -161,6 +163,8 @@ _SAMPLE_EXTRA = {
     "agent_report": {"results": ["#assign nora: assigned to nora@example.org",
                                  "#frobnicate: unknown command, nothing done"],
                      "relayed": True, "note": False},
+    "sla_warning": {},
+    "sla_breach": {},
 }
 
 

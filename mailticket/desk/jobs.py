@@ -1,0 +1,141 @@
+"""The desk's timed jobs: SLA warnings and breach alerts, and closing resolved tickets nobody
+answered. Each job is a function of the moment it runs "as at", so the scheduler, the command
+line (``jobs run NAME --at ...``) and the tests run the same code with no sleeping.
+
+Each job is safe to run twice, or from two daemons at once: a ticket is locked (PostgreSQL) and
+its state decides (``sla_warned_at``, ``sla_breached_at``, status ``resolved``) before anything
+is sent, inside one transaction per ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import peewee
+
+from mailticket.db import transaction
+from mailticket.desk.tickets import CLOSED, NEW, OPEN, RESOLVED, SYSTEM, Desk, _ticket_context
+from mailticket.mail.compose import Recipient
+from mailticket.models import Event, Setting, Ticket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every_seconds: int
+    description: str
+    run: Callable[[Desk, peewee.Database, datetime], str]
+
+
+def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
+    """Warn a ticket's group when its first response is nearly due (sla.warn_before, in business
+    time); alert the service lead (the level 3 groups, else desk.alerts_to) once it is overdue."""
+    sla = desk.settings.sla
+    waiting = (Ticket.select(Ticket.number)
+               .where(Ticket.first_response_at.is_null(), Ticket.status.in_([NEW, OPEN]),
+                      Ticket.response_due_at.is_null(False),
+                      Ticket.sla_breached_at.is_null())
+               .order_by(Ticket.response_due_at))
+    warned = breached = 0
+    for (number,) in list(waiting.tuples()):
+        with transaction(db):
+            ticket = desk.get(number)
+            if (ticket.first_response_at is not None or ticket.status not in (NEW, OPEN)
+                    or ticket.sla_breached_at is not None):
+                continue
+            due = ticket.response_due_at
+            if now >= due:
+                _breach(desk, ticket, now)
+                breached += 1
+            elif (ticket.sla_warned_at is None
+                  and sla.calendar.between(now, due) <= sla.warn_before):
+                _warn(desk, ticket, now)
+                warned += 1
+    return f"{warned} warned, {breached} overdue"
+
+
+def _warn(desk: Desk, ticket: Ticket, now: datetime) -> None:
+    ticket.sla_warned_at = now
+    ticket.save()
+    group = desk.settings.process.group(ticket.group or "")
+    to = group.recipients if group else desk.settings.desk.alerts_to
+    Event.create(ticket=ticket, actor=SYSTEM, kind="sla_warning",
+                 detail=f"first response due {ticket.response_due_at:%Y-%m-%d %H:%M} UTC", at=now)
+    if to:
+        desk.mailer.queue("sla_warning", ticket, to=[Recipient("", a) for a in to],
+                          context={"ticket": _ticket_context(ticket)})
+
+
+def _breach(desk: Desk, ticket: Ticket, now: datetime) -> None:
+    ticket.sla_breached_at = now
+    ticket.sla_warned_at = ticket.sla_warned_at or now
+    ticket.save()
+    process = desk.settings.process
+    lead = [a for g in process.groups if g.level == 3 for a in g.recipients]
+    to = lead or list(desk.settings.desk.alerts_to)
+    Event.create(ticket=ticket, actor=SYSTEM, kind="sla_breach",
+                 detail=f"no first response by {ticket.response_due_at:%Y-%m-%d %H:%M} UTC",
+                 at=now)
+    log.warning("ticket #%d: first response overdue (due %s)", ticket.number,
+                ticket.response_due_at)
+    if to:
+        desk.mailer.queue("sla_breach", ticket, to=[Recipient("", a) for a in dict.fromkeys(to)],
+                          context={"ticket": _ticket_context(ticket)})
+
+
+def auto_close(desk: Desk, db: peewee.Database, now: datetime) -> str:
+    """Close resolved tickets whose requester did not answer within sla.verify_close_after
+    (business time); the user gets "Ticket #N has been closed"."""
+    sla = desk.settings.sla
+    wait = sla.calendar.business_time(sla.verify_close_after)
+    closed = 0
+    candidates = (Ticket.select(Ticket.number, Ticket.resolved_at)
+                  .where(Ticket.status == RESOLVED, Ticket.resolved_at.is_null(False))
+                  .order_by(Ticket.resolved_at))
+    for number, resolved_at in list(candidates.tuples()):
+        if sla.calendar.between(resolved_at, now) < wait:
+            continue
+        with transaction(db):
+            ticket = desk.get(number)
+            if ticket.status != RESOLVED or ticket.status == CLOSED:
+                continue
+            desk.close(number, SYSTEM, ticket.resolution or "resolved; no reply from the user")
+            closed += 1
+    return f"{closed} closed"
+
+
+JOBS = {
+    "sla-check": Job("sla-check", 60, "warn groups before the first-response target, alert the "
+                     "service lead on a breach", sla_check),
+    "auto-close": Job("auto-close", 300, "close resolved tickets the user did not answer within "
+                      "sla.verify_close_after", auto_close),
+}
+
+
+def run_job(name: str, desk: Desk, db: peewee.Database, now: datetime) -> str:
+    """Run one job as at ``now`` and record when it ran (for ``jobs list``)."""
+    job = JOBS[name]
+    # What the job changes is dated as at ``now`` too (history, closed_at, the outbox).
+    clocks = (desk.clock, desk.mailer.clock)
+    desk.clock = desk.mailer.clock = lambda: now
+    try:
+        result = job.run(desk, db, now)
+    finally:
+        desk.clock, desk.mailer.clock = clocks
+    with transaction(db):
+        key = f"job:{name}:last_run"
+        value = f"{now.isoformat(timespec='seconds')} {result}"
+        if not Setting.update(value=value).where(Setting.name == key).execute():
+            Setting.create(name=key, value=value)
+    log.info("job %s as at %s: %s", name, now.isoformat(timespec="seconds"), result)
+    return result
+
+
+def last_run(name: str) -> str | None:
+    row = Setting.get_or_none(Setting.name == f"job:{name}:last_run")
+    return row.value if row else None
