@@ -52,9 +52,9 @@ PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
 #: Rows claimed per write transaction while draining.
 CHUNK = 100
 #: Outcomes are recorded (one write transaction) after this many sends...
-RECORD_EVERY = 50
+RECORD_EVERY = 10
 #: ...or once the oldest unrecorded outcome is this many seconds old, whichever comes first.
-RECORD_SECONDS = 0.5
+RECORD_SECONDS = 0.1
 
 
 class UnknownOutboxRow(MailticketError):
