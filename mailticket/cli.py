@@ -342,12 +342,17 @@ def _ticket_show(app: Any, args: argparse.Namespace) -> int:
             "direction": m.direction, "message_id": m.message_id, "from": m.sender,
             "from_name": m.sender_name, "subject": m.subject, "date": _iso(m.date),
             "received_at": _iso(m.created_at), "verdict": m.verdict, "body": m.body,
+            "author": m.author, "decision": m.decision,
             "attachments": [{"filename": a.filename, "content_type": a.content_type,
                              "size": a.size, "sha256": a.sha256}
                             for a in attachments.get(m.id, [])],
         } for m in messages]
         data["events"] = [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind,
                            "detail": e.detail} for e in events]
+        data["sla"] = {"first_response_due_at": _iso(ticket.response_due_at),
+                       "first_response_at": _iso(ticket.first_response_at),
+                       "warned_at": _iso(ticket.sla_warned_at),
+                       "breached_at": _iso(ticket.sla_breached_at)}
         _print_json(data)
         return EXIT_OK
     print(f"Ticket #{ticket.number}: {_safe(ticket.subject) or '(no subject)'}")
@@ -363,19 +368,46 @@ def _ticket_show(app: Any, args: argparse.Namespace) -> int:
         print(f"  follows:   ticket #{ticket.linked_to_id}")
     if ticket.resolution:
         print(f"  resolution: {_safe(ticket.resolution)}")
-    print("\nMessages:")
-    for m in messages:
-        who = m.author or m.sender
-        print(f"--- {m.direction} {_when(m.created_at)} from {_safe(who)} ({m.verdict})")
-        print(f"    Subject: {_safe(m.subject)}")
-        for a in attachments.get(m.id, []):
-            print(f"    Attachment: {_safe(a.filename)} ({_safe(a.content_type)}, {a.size} bytes)")
-        body = _safe(m.body.strip()) or "(empty)"
-        print("    " + body.replace("\n", "\n    "))
-    print("\nHistory:")
-    for e in events:
-        print(f"  {_when(e.at)}  {_safe(e.actor)}: {e.kind} {_safe(e.detail)}".rstrip())
+    if ticket.channel != "email" or ticket.agency:
+        print(f"  channel:   {ticket.channel}" + (f"   agency: {_safe(ticket.agency)}"
+                                                  if ticket.agency else ""))
+    print(f"  SLA:       {_sla_clock(ticket)}")
+    # One timeline: messages (in, out, notes) and history events, in the order they happened.
+    entries: list[tuple[Any, int, Any]] = [(m.created_at, 0, m) for m in messages]
+    entries += [(e.at, 1, e) for e in events]
+    entries.sort(key=lambda entry: (entry[0] or datetime.min, entry[1]))
+    print("\nTimeline:")
+    for _, kind, item in entries:
+        if kind == 1:
+            print(f"  {_when(item.at)}  {_safe(item.actor)}: {item.kind} "
+                  f"{_safe(item.detail)}".rstrip())
+            continue
+        who = item.author or item.sender
+        label = {"in": "mail in", "out": "mail out", "note": "note"}.get(item.direction,
+                                                                          item.direction)
+        print(f"  {_when(item.created_at)}  --- {label} from {_safe(who)} ({item.verdict})")
+        print(f"      Subject: {_safe(item.subject)}")
+        for a in attachments.get(item.id, []):
+            print(f"      Attachment: {_safe(a.filename)} ({_safe(a.content_type)}, "
+                  f"{a.size} bytes)")
+        body = _safe(item.body.strip()) or "(empty)"
+        print("      " + body.replace("\n", "\n      "))
     return EXIT_OK
+
+
+def _sla_clock(ticket: Any) -> str:
+    if ticket.response_due_at is None:
+        return "no target"
+    due = f"first response due {_when(ticket.response_due_at)}"
+    if ticket.first_response_at is not None:
+        late = ticket.first_response_at > ticket.response_due_at
+        return (f"{due}; answered {_when(ticket.first_response_at)}"
+                + (" (late)" if late else " (in time)"))
+    if ticket.sla_breached_at is not None:
+        return f"{due}; OVERDUE (lead alerted {_when(ticket.sla_breached_at)})"
+    if ticket.sla_warned_at is not None:
+        return f"{due}; group warned {_when(ticket.sla_warned_at)}"
+    return due
 
 
 def _ticket_change(app: Any, args: argparse.Namespace) -> int:

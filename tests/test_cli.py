@@ -326,3 +326,30 @@ def test_bad_arguments_of_the_procedure_commands_exit_2(capsys, config, args):
         cli.main(["--config", config, *args])
     assert raised.value.code == cli.EXIT_USAGE
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_show_prints_one_timeline_with_the_sla_clock(capsys, process_config):
+    from datetime import datetime
+
+    from mailticket import config as configmod
+
+    moments = iter([datetime(2026, 11, 24, 9, 0), datetime(2026, 11, 24, 9, 30)])
+    now = {"t": next(moments)}
+    app = build(configmod.load(process_config), clock=lambda: now["t"])
+    [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail(body="Help!"))])
+    now["t"] = next(moments)
+    from mailticket.db import transaction
+    with transaction(app.db):
+        app.desk.reply(result.ticket, "ada", "On it.")
+    app.db.close()
+    code, out, _ = run(capsys, "--config", process_config, "ticket", "show", str(result.ticket))
+    assert code == 0
+    assert ("SLA:       first response due 2026-11-25 09:00 UTC; answered 2026-11-24 09:30 UTC "
+            "(in time)") in out
+    timeline = out.split("Timeline:\n", 1)[1]
+    import re
+    order = [re.match(r"  \S+ \S+ UTC  (?:--- (.+?) from|\S+: (\S+))", line).group(1, 2)
+             for line in timeline.splitlines() if line.startswith("  2026")]
+    order = [a or b for a, b in order]
+    assert order == ["mail in", "created", "mail out", "reply", "status"]
+    assert "Help!" in timeline and "On it." in timeline
