@@ -120,13 +120,14 @@ JOBS = {
 def run_job(name: str, desk: Desk, db: peewee.Database, now: datetime) -> str:
     """Run one job as at ``now`` and record when it ran (for ``jobs list``)."""
     job = JOBS[name]
-    # What the job changes is dated as at ``now`` too (history, closed_at, the outbox).
-    clocks = (desk.clock, desk.mailer.clock)
-    desk.clock = desk.mailer.clock = lambda: now
+    # What the job changes on tickets is dated as at ``now`` (history, closed_at); the mail it
+    # queues is due at once all the same (the outbox keeps the real clock).
+    clock = desk.clock
+    desk.clock = lambda: now
     try:
         result = job.run(desk, db, now)
     finally:
-        desk.clock, desk.mailer.clock = clocks
+        desk.clock = clock
     with transaction(db):
         key = f"job:{name}:last_run"
         value = f"{now.isoformat(timespec='seconds')} {result}"
