@@ -167,15 +167,30 @@ def move(client: IMAPClient, targets: dict[str, list[int]]) -> None:
     expunge(client, copied)
 
 
-# Leave IDLE and search at least this often: mail that lands between our last SEARCH and the
-# IDLE command is not announced by Dovecot once IDLE starts, so without this it would wait for
-# the next arrival or the IDLE renewal.
-IDLE_RECHECK = 30.0
+# Leave IDLE and search at least this often, a safety net: mail announced where we cannot see
+# it (see _take_announcements) would otherwise wait for the next arrival or the IDLE renewal.
+IDLE_RECHECK = 10.0
+
+
+def _take_announcements(client: IMAPClient) -> bool:
+    """Whether the server announced new messages (untagged EXISTS/RECENT) in responses that
+    IMAPClient did not hand back to us, such as those of a SEARCH; forgets them.
+
+    Dovecot syncs the mailbox at the end of a command: a message that lands while we SEARCH is
+    announced after the search result, and IDLE then has nothing new to say about it.
+    """
+    untagged = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(untagged, dict):
+        return False
+    found = bool(untagged.pop("EXISTS", None)) | bool(untagged.pop("RECENT", None))
+    return found
 
 
 def wait_idle(client: IMAPClient, stop: threading.Event, renew: float,
-              slice_seconds: float = IDLE_SLICE) -> None:
-    """IDLE until the mailbox changes, ``renew`` seconds pass or ``stop`` is set."""
+              slice_seconds: float = IDLE_SLICE) -> bool:
+    """IDLE until the mailbox changes, ``renew`` seconds pass or ``stop`` is set; True when the
+    server announced a change."""
+    announced = False
     client.idle()
     deadline = time.monotonic() + renew
     while not stop.is_set():
@@ -186,12 +201,14 @@ def wait_idle(client: IMAPClient, stop: threading.Event, renew: float,
         started = time.monotonic()
         responses = client.idle_check(timeout=timeout)
         if any(not _is_keepalive(r) for r in responses):
+            announced = True
             break
         if not responses and time.monotonic() - started < timeout / 2:
             # Readable yet nothing parsed: most likely the server hung up (idle_check swallows
             # EOF). Leave IDLE; idle_done() raises if the connection is gone.
             break
     client.idle_done()
+    return announced
 
 
 def _is_keepalive(response: object) -> bool:
@@ -312,13 +329,19 @@ class ImapSource:
                 log.info("%s: the server has no IDLE; polling every %gs", self.label,
                          box.poll_interval)
             while not stop.is_set():
+                announced = True
                 if use_idle:
-                    wait_idle(client, stop, min(box.idle_renew, IDLE_RECHECK), self.idle_slice)
+                    announced = wait_idle(client, stop, min(box.idle_renew, IDLE_RECHECK),
+                                          self.idle_slice)
                 elif stop.wait(box.poll_interval):
                     break
                 if stop.is_set():
                     break
+                before = last_uid
                 last_uid = self._take_new(client, uidvalidity, last_uid, stop)
+                if not announced and last_uid != before:
+                    log.warning("%s: IDLE did not announce new mail; the periodic re-check "
+                                "found it (up to %gs late)", self.label, IDLE_RECHECK)
         except BaseException:
             close(client)
             raise
@@ -380,9 +403,12 @@ class ImapSource:
         """
         while not stop.is_set():
             client.noop()  # lets the server announce new messages before we search
+            _take_announcements(client)
             uids = sorted(set(pending) | set(uids_after(client, last_uid)))
             pending = ()
             if not uids:
+                if _take_announcements(client):
+                    continue  # announced during the SEARCH, after its result: look again
                 break
             for chunk in self._chunks(client, uids):
                 items, keys = self._fetch(client, uidvalidity, chunk)
