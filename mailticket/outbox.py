@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import jinja2
 import peewee
@@ -80,6 +80,7 @@ class Mailer:
         references: Iterable[str] = (),
         automated: bool = True,
         auto_reply: bool = False,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
     ) -> Outbox:
         """Render and queue one mail. ``auto_reply``: it answers incoming mail by itself (an
         acknowledgement, "reopened" after a user's reply), so the caps on such mail apply."""
@@ -105,6 +106,7 @@ class Mailer:
             ticket=number, in_reply_to=in_reply_to, references=references, automated=automated,
             reply_to=Recipient(f"{self.settings.desk.name} (internal note)", comment)
             if comment and kind in STAFF_KINDS else None,
+            attachments=attachments,
         )
         recipients = _unique([deliverable(r.address) for r in to + cc])
         status, reason = PENDING, None

@@ -180,3 +180,23 @@ def test_overriding_the_text_drops_the_shipped_html(tmp_path):
     assert rendered.html is None
     (tmp_path / "ack.html.j2").write_text("<p>Our own HTML for #{{ ticket.number }}</p>\n")
     assert "Our own HTML" in Composer(tmp_path).render("ack", context()).html
+
+
+def test_attachment_names_and_types_cannot_inject_headers():
+    from email import message_from_bytes
+    from email.policy import default as default_policy
+
+    from mailticket.mail.compose import Recipient, Rendered, build_message
+
+    raw = build_message(
+        Rendered("Files", "see attached", None), sender=Recipient("Desk", "desk@example.org"),
+        to=[Recipient("Ann", "ann@example.org")], message_id="<x@example.org>", tag="[DESK #1]",
+        ticket=1, attachments=[('evil"\r\nBcc: x@evil.example\r\n.pdf', "text/html\r\nX: y",
+                                b"data"), ("плана.txt", "text/plain", b"plan")])
+    mail = message_from_bytes(raw, policy=default_policy)
+    assert mail["Bcc"] is None and mail["X"] is None
+    names = [part.get_filename() for part in mail.iter_attachments()]
+    assert names == ["evil' Bcc: x@evil.example .pdf", "плана.txt"]
+    types = [part.get_content_type() for part in mail.iter_attachments()]
+    assert types == ["application/octet-stream", "text/plain"]
+    assert [p.get_content() for p in mail.iter_attachments()] == [b"data", "plan"]

@@ -211,13 +211,16 @@ class Desk:
                        verdict="agent", decision="reply", created_at=self.clock())
         return row
 
-    def _send_reply(self, ticket: Ticket, actor: str, text: str) -> Outbox:
-        """An agent's words to the requester and Cc's, from the desk address, threaded."""
+    def _send_reply(self, ticket: Ticket, actor: str, text: str,
+                    attachments: Sequence[tuple[str, str, bytes]] = ()) -> Outbox:
+        """An agent's words (and files) to the requester and Cc's, from the desk address,
+        threaded."""
         in_reply_to, references = self._thread(ticket)
         row = self.mailer.queue(
             "reply", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
             context={"ticket": _ticket_context(ticket), "text": text, "author": actor},
             in_reply_to=in_reply_to, references=references, automated=False,
+            attachments=attachments,
         )
         self._event(ticket, actor, "reply", _excerpt(text))
         if ticket.first_response_at is None:
@@ -248,7 +251,8 @@ class Desk:
             self._event(ticket, actor, "comment", _excerpt(text) or "(no text)")
             self._touch(ticket)
         elif text.strip() and not consumed:
-            self._send_reply(ticket, actor, text)
+            self._send_reply(ticket, actor, text, attachments=[
+                (a.filename, a.content_type, a.data) for a in arrival.mail.attachments])
         results = [self._run_command(ticket.number, actor, command, text)
                    for command in commands]
         if commands:

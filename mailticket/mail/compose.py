@@ -8,6 +8,7 @@ sender wrote only ever reaches a template as a variable's value: it is never its
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import secrets
@@ -15,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import encode_rfc2231, format_datetime, formataddr
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jinja2
 
@@ -228,6 +229,7 @@ def build_message(
     automated: bool = True,
     date: datetime | None = None,
     reply_to: Recipient | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> bytes:
     """The whole message, ready for the relay (CRLF line ends).
 
@@ -268,13 +270,39 @@ def build_message(
     # UTF-8 only where an address has a non-ASCII local part (RFC 6532; the relay then needs
     # SMTPUTF8); names and subjects are RFC 2047-encoded above.
     lines = [f"{name}: {value}".encode("utf-8") for name, value in headers]
+    # "=_" never occurs in quoted-printable or base64 output, so no boundary can clash with it.
+    mixed = f"=_mailticket_{secrets.token_hex(12)}" if attachments else None
+    if mixed:
+        lines += [f'Content-Type: multipart/mixed;\r\n boundary="{mixed}"'.encode(), b"",
+                  f"--{mixed}".encode()]
     if rendered.html is None:
         lines += _text_part(rendered.text, "plain")
     else:
-        # "=_" never occurs in quoted-printable output, so the boundary cannot clash with it.
         boundary = f"=_mailticket_{secrets.token_hex(12)}"
         lines += [f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"'.encode(), b""]
         for content, subtype in ((rendered.text, "plain"), (rendered.html, "html")):
             lines += [f"--{boundary}".encode()] + _text_part(content, subtype)
         lines.append(f"--{boundary}--".encode())
+    if mixed:
+        for filename, content_type, data in attachments:
+            lines += [f"--{mixed}".encode()] + _attachment_part(filename, content_type, data)
+        lines.append(f"--{mixed}--".encode())
     return b"\r\n".join(lines) + b"\r\n"
+
+
+_TOKEN_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
+
+
+def _attachment_part(filename: str, content_type: str, data: bytes) -> list[bytes]:
+    """A file, base64-encoded; the name as a sender wrote it can inject nothing: control
+    characters, quotes and backslashes go, and a non-ASCII name is RFC 2231-encoded."""
+    name = one_line(filename).replace('"', "'").replace("\\", "_")[:200] or "attachment"
+    content_type = content_type.lower() if _TOKEN_TYPE.match(content_type.lower()) \
+        else "application/octet-stream"
+    if name.isascii():
+        disposition = f'attachment; filename="{name}"'
+    else:
+        disposition = f"attachment; filename*={encode_rfc2231(name, 'utf-8')}"
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    return [f"Content-Type: {content_type}".encode(), b"Content-Transfer-Encoding: base64",
+            f"Content-Disposition: {disposition}".encode(), b"", encoded]

@@ -315,3 +315,17 @@ def test_staff_notifications_are_answered_to_the_comment_address(tmp_path, datab
         assert mails("ack")[0][1]["Reply-To"] is None  # users answer the desk itself
     finally:
         app.db.close()
+
+
+def test_files_an_agent_attaches_are_relayed_to_the_requester(app):
+    number = new_ticket(app)
+    [result] = app.pipeline.process_batch([RawMail("test", "files", make_mail(
+        subject=f"Re: [DESK #{number}] Network is slow", sender="nora@desk.example.test",
+        body="Here is the setup guide.\n",
+        attachments=[("VPN guide é.pdf", "application/pdf", b"%PDF-1.4 guide"),
+                     ("steps.txt", "text/plain", b"1. restart\n")]))])
+    [(to, mail)] = mails("reply")
+    assert to == ["ann@example.org"]
+    files = {part.get_filename(): part.get_content() for part in mail.iter_attachments()}
+    assert files == {"VPN guide é.pdf": b"%PDF-1.4 guide", "steps.txt": "1. restart\n"}
+    assert "setup guide" in mail.get_body(("plain",)).get_content()
