@@ -46,6 +46,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 
+from bench.ingest import proc_status as vm_status  # noqa: E402
 from tests.helpers import make_mail, settings_for, write_config  # noqa: E402
 
 LIMIT = 25 * 1024 * 1024           # the default limits.max_message_size
@@ -70,20 +71,6 @@ def big_mail(target: int, seed: int = 1) -> bytes:
 def _pseudo_random(size: int, seed: int) -> bytes:
     import random
     return random.Random(seed).randbytes(size)
-
-
-def vm_status(pid: int) -> dict[str, int]:
-    """VmHWM / VmRSS of a process in KiB."""
-    out: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    out[key] = int(value.split()[0])
-    except OSError:
-        pass
-    return out
 
 
 # --- (a) in-process ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import yaml
 from mailticket.desk.calendar import (BusinessCalendar, BusinessDuration, CalendarError,
                                       parse_plain_duration)
 from mailticket.directory import Directory, DirectoryError
+from mailticket import yamlfile
 from mailticket.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/mailticket.yaml")
@@ -745,26 +746,6 @@ def _read_outgoing(r: _Reader, top: dict[str, Any]) -> Outgoing:
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # keys brought in by '<<' may be overridden on purpose
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable: SafeLoader reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load(path: str | os.PathLike[str] | None = None,
          environ: dict[str, str] | None = None) -> Settings:
     """Read, expand and check the config file; raise ConfigError listing every problem."""
@@ -779,7 +760,7 @@ def load(path: str | os.PathLike[str] | None = None,
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        top = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        top = yamlfile.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

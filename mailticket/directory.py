@@ -89,6 +89,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import yaml
 
+from mailticket import yamlfile
 from mailticket.errors import ConfigError
 
 T = TypeVar("T")
@@ -505,28 +506,6 @@ _COUNTY_KEYS = ("name", "contacts")
 _CONTACT_KEYS = ("role", "name", "email", "phone")
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """yaml.safe_load's loader (libyaml's when built in), refusing a key given twice in one
-    mapping: PyYAML would keep the last silently, and a second ``contacts:`` would drop the
-    first."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # keys brought in by '<<' may be overridden on purpose
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable: SafeConstructor reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
 class _YamlReader:
     def __init__(self, path: Path, problems: _Problems):
         self.path = path
@@ -599,7 +578,7 @@ class _YamlReader:
 def _read_yaml(path: Path, text: str, problems: _Problems
                ) -> tuple[list[_RawAgency], list[_RawCounty]]:
     try:
-        top = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        top = yamlfile.load(text, fast=True)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -63,3 +63,13 @@ def make_mail(subject: str = "Printer on floor 3 is broken", sender: str = "Ann 
         maintype, subtype = ctype.split("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return msg.as_bytes()
+
+
+class Clock:
+    """A clock the test sets: ``clock.now = ...``; naive UTC like the rest of mailticket."""
+
+    def __init__(self, now: datetime | None = None):
+        self.now = now or datetime(2026, 11, 24, 9, 0)
+
+    def __call__(self) -> datetime:
+        return self.now

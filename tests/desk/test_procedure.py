@@ -15,7 +15,7 @@ from mailticket.errors import InvalidRequest
 from mailticket.intake.items import RawMail
 from mailticket.models import Event, Outbox, Ticket
 from mailticket.wiring import build
-from tests.helpers import make_mail, settings_for
+from tests.helpers import Clock, make_mail, settings_for
 
 GROUPS = """\
 groups:
@@ -26,14 +26,6 @@ groups:
 new_tickets_to: desk
 escalation: {desk: [network, apps], network: [lead], apps: [lead]}
 """
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 24, 9, 0)
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from mailticket.errors import InvalidRequest
 from mailticket.intake.items import RawMail
 from mailticket.models import Event, Message, Outbox, Ticket
 from mailticket.wiring import build
-from tests.helpers import make_mail, settings_for
+from tests.helpers import Clock, make_mail, settings_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,14 +34,6 @@ sla:
              holidays: [2026-12-25]}
 directory: DIRECTORY
 """
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def utc(text):

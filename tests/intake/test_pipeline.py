@@ -14,15 +14,7 @@ from mailticket.intake.items import Cursor, Outcome, RawMail
 from mailticket.models import (Attachment, Event, IntakeKey, MailboxState, Message, Outbox,
                                Quarantine, Ticket)
 from mailticket.wiring import build
-from tests.helpers import make_mail, settings_for
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 24, 9, 0)
-
-    def __call__(self):
-        return self.now
+from tests.helpers import Clock, make_mail, settings_for
 
 
 @pytest.fixture

@@ -15,17 +15,9 @@ from mailticket.intake.items import Outcome, RawMail
 from mailticket.mail import tokens
 from mailticket.models import Event, Message, Outbox, Ticket, thread_key
 from mailticket.wiring import build
-from tests.helpers import DESK, make_mail, settings_for
+from tests.helpers import DESK, Clock, make_mail, settings_for
 
 STAFF = "lead@example.test"
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 24, 9, 0)
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

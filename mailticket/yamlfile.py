@@ -1,0 +1,45 @@
+"""YAML as the admin writes it: the safe loader (libyaml's when built in) that also refuses a key
+given twice in one mapping, which PyYAML would otherwise resolve by silently keeping the last
+(a second ``contacts:`` or ``limits:`` would drop the first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+__all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load"]
+
+
+class _RefuseDuplicateKeys:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys brought in by '<<' may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the safe constructor reports it
+            if duplicate:
+                shown = repr(key) if isinstance(key, str) else str(key)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shown}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class UniqueKeyLoader(_RefuseDuplicateKeys, yaml.SafeLoader):
+    """The pure-Python safe loader: the clearest messages, for the config file."""
+
+
+class FastUniqueKeyLoader(_RefuseDuplicateKeys,
+                          getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader when PyYAML was built with it: for large files (the directory)."""
+
+
+def load(text: str, fast: bool = False) -> Any:
+    """Parse ``text``; yaml.YAMLError (with its position) on bad YAML or a repeated key."""
+    loader = FastUniqueKeyLoader if fast else UniqueKeyLoader
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
