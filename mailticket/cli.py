@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--message", "-m", required=True, metavar="TEXT", help="what the user said")
     new.add_argument("--as", dest="actor", metavar="NAME",
                      help="who does this (default: $MAILTICKET_AGENT or your login name)")
+    incident = tickets.add_parser(
+        "incident", help="mark a ticket as an incident affecting users (status reports list them)")
+    incident.add_argument("number", type=_ticket_number)
+    incident.add_argument("--off", action="store_true", help="no longer an incident")
+    incident.add_argument("--as", dest="actor", metavar="NAME",
+                          help="who does this (default: $MAILTICKET_AGENT or your login name)")
     assign = tickets.add_parser("assign", help="give a ticket to an agent; the agent is told")
     assign.add_argument("number", type=_ticket_number)
     assign.add_argument("agent", help="the agent: address, local part or name (config groups)")
@@ -229,6 +235,7 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
         ("ticket", "reopen"): _ticket_change, ("ticket", "resolve"): _ticket_change,
         ("ticket", "assign"): _ticket_assign, ("ticket", "escalate"): _ticket_escalate,
         ("ticket", "new"): _ticket_new, ("whois", None): _whois,
+        ("ticket", "incident"): _ticket_incident,
         ("jobs", "list"): _jobs_list, ("jobs", "run"): _jobs_run,
         ("quarantine", "list"): _quarantine_list, ("quarantine", "retry"): _quarantine_retry,
         ("outbox", "list"): _outbox_list, ("outbox", "retry"): _outbox_retry,
@@ -281,6 +288,7 @@ def _ticket_summary(ticket: Any) -> dict[str, Any]:
         "resolution": ticket.resolution, "linked_to": ticket.linked_to_id,
         "group": ticket.group, "agent": ticket.agent, "channel": ticket.channel,
         "agency": ticket.agency, "resolved_at": _iso(ticket.resolved_at),
+        "incident_at": _iso(ticket.incident_at),
     }
 
 
@@ -492,6 +500,16 @@ def _jobs_run(app: Any, args: argparse.Namespace) -> int:
     at = args.at or utcnow()
     result = run_job(args.name, app.desk, app.db, at)
     print(f"{args.name} as at {at:%Y-%m-%d %H:%M} UTC: {result}")
+    return EXIT_OK
+
+
+def _ticket_incident(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.db import transaction
+
+    with transaction(app.db):
+        app.desk.set_incident(args.number, _actor(args), on=not args.off)
+    print(f"ticket #{args.number} " + ("is no longer an incident" if args.off
+                                       else "marked as an incident affecting users"))
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -63,12 +63,14 @@ class DeskSettings:
     outsider_mail: str = "note"
     alerts_to: tuple[str, ...] = ()  # desk staff told about unverified mail and mail storms
     comment_address: str | None = None  # agents' mail to it is an internal note
+    report_notes_address: str | None = None  # mail to it is a note for the next status report
 
     @property
     def own_addresses(self) -> frozenset[str]:
         own = {self.address.lower(), *(a.lower() for a in self.aliases)}
-        if self.comment_address:
-            own.add(self.comment_address.lower())
+        for extra in (self.comment_address, self.report_notes_address):
+            if extra:
+                own.add(extra.lower())
         return frozenset(own)
 
 
@@ -464,7 +466,7 @@ def _size(value: Any) -> int:
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging",
              "groups", "new_tickets_to", "escalation", "agents_require_authentication",
-             "trusted_authserv_ids", "sla", "directory")
+             "trusted_authserv_ids", "sla", "directory", "report_notes_address")
 _SLA_KEYS = ("first_response", "calendar", "warn_before", "verify_close_after")
 _CALENDAR_KEYS = ("timezone", "days", "hours", "holidays")
 _GROUP_KEYS = ("level", "members", "address")
@@ -775,6 +777,9 @@ def load(path: str | os.PathLike[str] | None = None,
     r.unknown_keys("", top, _TOP_KEYS)
     database = r.value(top, "database", "database", _database_url)
     desk = _read_desk(r, top)
+    notes_address = r.value(top, "report_notes_address", "report_notes_address", _address, None)
+    if desk is not None and notes_address:
+        desk = replace(desk, report_notes_address=notes_address)
     intake = _read_intake(r, top)
     outgoing = _read_outgoing(r, top)
     templates = r.value(top, "templates", "templates", _path, None)

@@ -97,6 +97,8 @@ class Ticket(BaseModel):
     response_due_at = peewee.DateTimeField(null=True, index=True)
     sla_warned_at = peewee.DateTimeField(null=True)
     sla_breached_at = peewee.DateTimeField(null=True)
+    # An incident affecting users (schema v4): set by an agent (#incident, ticket incident).
+    incident_at = peewee.DateTimeField(null=True, index=True)
 
 
 class Message(BaseModel):
@@ -208,6 +210,21 @@ class MailboxState(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
 
+class ReportRun(BaseModel):
+    """One row per report and slot (schema v4): the unique key is what makes a scheduled report
+    go out once, across restarts and with two daemons on one database."""
+
+    report = peewee.CharField(max_length=64)
+    slot = peewee.DateTimeField()                 # the scheduled moment (naive UTC)
+    started_at = peewee.DateTimeField(default=utcnow)
+    sent_at = peewee.DateTimeField(null=True)
+    late = peewee.BooleanField(default=False)
+    outcome = peewee.TextField(default="")         # sent, skipped (past grace), failed: why
+
+    class Meta:
+        indexes = ((("report", "slot"), True),)
+
+
 class Setting(BaseModel):
     """Values the desk keeps for itself, such as the key of the tokens in our Message-IDs."""
 
@@ -216,7 +233,7 @@ class Setting(BaseModel):
 
 
 ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState,
-              Setting]
+              Setting, ReportRun]
 
 THREAD_KEY = "thread_key"
 
@@ -264,7 +281,18 @@ def _v3(db: peewee.Database) -> None:
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "ticket_{column}" ON "ticket" ("{column}")')
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(db: peewee.Database) -> None:
+    """Incidents on tickets, and the report slots (issue 5)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    db.create_tables([ReportRun], safe=True)
+    if "incident_at" not in {column.name for column in db.get_columns("ticket")}:
+        migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
+        migrate(migrator.add_column("ticket", "incident_at", Ticket._meta.fields["incident_at"]))
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "ticket_incident_at" ON "ticket" ("incident_at")')
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 
 
 def thread_key() -> bytes:

@@ -353,3 +353,14 @@ def test_show_prints_one_timeline_with_the_sla_clock(capsys, process_config):
     order = [a or b for a, b in order]
     assert order == ["mail in", "created", "mail out", "reply", "status"]
     assert "Help!" in timeline and "On it." in timeline
+
+
+def test_ticket_incident_on_and_off(capsys, config, ticket):
+    code, out, _ = run(capsys, "--config", config, "ticket", "incident", str(ticket))
+    assert (code, out) == (0, f"ticket #{ticket} marked as an incident affecting users\n")
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket), "--json")
+    assert json.loads(out)["incident_at"] is not None
+    code, _, err = run(capsys, "--config", config, "ticket", "incident", str(ticket))
+    assert code == cli.EXIT_FAILED and "already marked as an incident" in err
+    code, out, _ = run(capsys, "--config", config, "ticket", "incident", str(ticket), "--off")
+    assert (code, out) == (0, f"ticket #{ticket} is no longer an incident\n")

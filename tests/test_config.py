@@ -236,7 +236,8 @@ ERRORS = [
      edited(loging={"level": "info"}),
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
       "storage, limits, logging, groups, new_tickets_to, escalation, "
-      "agents_require_authentication, trusted_authserv_ids, sla, directory)"]),
+      "agents_require_authentication, trusted_authserv_ids, sla, directory, "
+      "report_notes_address)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "

@@ -38,7 +38,7 @@ def test_a_version_1_database_is_brought_up_to_date(database_url):
         database.create_tables([SchemaVersion, Ticket, Outbox])
         Ticket.create(subject="old", status="open", requester="ann@example.org")
         database.execute_sql('ALTER TABLE "outbox" DROP COLUMN "bounced"')
-        for column in ("group", "channel", "response_due_at"):
+        for column in ("group", "channel", "response_due_at", "incident_at"):
             if dbmod.is_sqlite(database):
                 database.execute_sql(f'DROP INDEX IF EXISTS "ticket_{column}"')
             database.execute_sql(f'ALTER TABLE "ticket" DROP COLUMN "{column}"')
@@ -47,7 +47,8 @@ def test_a_version_1_database_is_brought_up_to_date(database_url):
     assert dbmod.migrate(database) == len(MIGRATIONS)
     assert "bounced" in {c.name for c in database.get_columns("outbox")}
     assert len(thread_key()) == 32
-    assert {"group", "channel", "response_due_at"} <= {c.name for c in database.get_columns("ticket")}
+    assert {"group", "channel", "response_due_at", "incident_at"} <= {
+        c.name for c in database.get_columns("ticket")}
     old = Ticket.get()
     assert (old.subject, old.channel, old.group) == ("old", "email", None)
     database.close()

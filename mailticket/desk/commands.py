@@ -1,5 +1,5 @@
 """Commands an agent writes at the top of a mail to the desk: ``#assign alice``, ``#escalate
-network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``.
+network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``, ``#incident [off]``.
 
 A pure reading of the text: the command lines at the top (blank lines between them allowed) are
 taken off, the rest is the text to relay. A line at the top that starts with ``#`` and a word is
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 __all__ = ["Command", "KNOWN", "split_commands"]
 
-KNOWN = ("assign", "escalate", "resolve", "close", "status", "comment")
+KNOWN = ("assign", "escalate", "resolve", "close", "status", "comment", "incident")
 _COMMAND = re.compile(r"^#([A-Za-z][A-Za-z_-]*)(?:[ \t]+(.*))?$")
 MAX_COMMANDS = 20
 

@@ -292,6 +292,11 @@ class Desk:
                     return f"{command.line}: closed; the user was told"
                 if command.name == "status":
                     return f"{command.line}: {self._status_command(number, actor, argument, text)}"
+                if command.name == "incident":
+                    off = argument.strip().lower() in ("off", "no", "false", "0")
+                    self.set_incident(number, actor, on=not off)
+                    return f"{command.line}: " + ("no longer an incident" if off
+                                                  else "marked as an incident")
                 if command.name == "comment":
                     return f"{command.line}: kept as an internal note, not sent to the user"
                 return (f"{command.line}: unknown command, nothing done (commands: "
@@ -407,6 +412,19 @@ class Desk:
             "resolved", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
             context={"ticket": _ticket_context(ticket), "text": text},
             in_reply_to=in_reply_to, references=references)
+
+    def set_incident(self, number: int, actor: str, on: bool = True) -> None:
+        """Mark the ticket as an incident affecting users (or no longer); status reports list
+        the open incidents with how many users they touch."""
+        ticket = self.get(number)
+        if on == (ticket.incident_at is not None):
+            raise InvalidRequest(f"ticket #{number} is {'already' if on else 'not'} marked as "
+                                 "an incident")
+        ticket.incident_at = self.clock() if on else None
+        ticket.save()
+        self._event(ticket, actor, "incident", "marked as an incident affecting users" if on
+                    else "no longer an incident")
+        self._touch(ticket)
 
     def _agent(self, who: str) -> Agent:
         found = self.settings.process.find_agents(who)

@@ -194,6 +194,18 @@ class Pipeline:
             return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
                           detail="same Message-ID seen before")
         verdict = classify(mail, self.desk.own_addresses)
+        notes = self.settings.desk.report_notes_address
+        if notes and verdict.acknowledge and self._addressed_to(mail, notes):
+            # Notes for the status report (application support...): kept, not a ticket, not
+            # answered; the next report of each kind includes them.
+            arrival = Arrival(mail, verdict, "report_note", f"mail to {notes}",
+                              raw_sha256=self.desk.store.put(item.raw), source=item.source)
+            message = self.desk.keep(arrival)
+            IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
+                             outcome="recorded", message=message, at=self.clock())
+            decisions.info("%s from=%s decision=report_note", mail.message_id,
+                           mail.sender.address if mail.sender else "-")
+            return Result(item.key, Outcome.RECORDED, detail="report_note")
         agent = self._agent_of(mail)
         report = bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None
         decision = route(mail, verdict, self.desk, tag=self.tag,
@@ -246,12 +258,16 @@ class Pipeline:
 
     def _to_comment_address(self, mail: ParsedMail) -> bool:
         comment = self.settings.desk.comment_address
-        if not comment:
-            return False
-        comment = comment.lower()
-        if any(a.key == comment for a in mail.to + mail.cc):
+        return bool(comment) and self._addressed_to(mail, comment)
+
+    @staticmethod
+    def _addressed_to(mail: ParsedMail, address: str) -> bool:
+        """Whether ``mail`` was sent to ``address``: To, Cc, or the envelope recipient the MTA
+        recorded (Delivered-To, X-Original-To)."""
+        address = address.lower()
+        if any(a.key == address for a in mail.to + mail.cc):
             return True
-        return any(comment in value.lower() for name in ("delivered-to", "x-original-to")
+        return any(address in value.lower() for name in ("delivered-to", "x-original-to")
                    for value in mail.headers.get(name, ()))
 
     def _parse_oversized(self, item: RawMail, size: int, limit: int) -> ParsedMail:

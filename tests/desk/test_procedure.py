@@ -321,3 +321,38 @@ def test_files_an_agent_attaches_are_relayed_to_the_requester(app):
     files = {part.get_filename(): part.get_content() for part in mail.iter_attachments()}
     assert files == {"VPN guide é.pdf": b"%PDF-1.4 guide", "steps.txt": "1. restart\n"}
     assert "setup guide" in mail.get_body(("plain",)).get_content()
+
+
+def test_incidents_are_marked_by_mail_command_or_method_and_recorded(app):
+    number = new_ticket(app)
+    agent_mail(app, number, "#incident\nMail is down for the whole floor.\n", key="i1")
+    assert Ticket.get_by_id(number).incident_at is not None
+    [(_, report)] = mails("agent_report")
+    assert "#incident: marked as an incident" in report.get_body(("plain",)).get_content()
+    with pytest.raises(InvalidRequest, match="already marked as an incident"):
+        act(app, "set_incident", number, "ada", True)
+    act(app, "set_incident", number, "ada", False)
+    assert Ticket.get_by_id(number).incident_at is None
+    assert [d for k, _, d in history(number) if k == "incident"] == [
+        "marked as an incident affecting users", "no longer an incident"]
+
+
+def test_mail_to_the_report_notes_address_is_kept_but_is_no_ticket(tmp_path, database_url):
+    from dataclasses import replace
+
+    from mailticket.models import Message
+
+    settings = settings_for(tmp_path, database_url, extra=GROUPS)
+    settings = replace(settings, desk=replace(settings.desk,
+                                              report_notes_address="desk-notes@example.test"))
+    app = build(settings, clock=Clock())
+    try:
+        [result] = app.pipeline.process_batch([RawMail("test", "n1", make_mail(
+            subject="Payroll app: maintenance tonight 22:00", sender="apps@example.org",
+            to="desk-notes@example.test", body="Expect 30 minutes of downtime."))])
+        assert (result.ticket, result.detail) == (None, "report_note")
+        note = Message.get(Message.decision == "report_note")
+        assert (note.sender, note.ticket_id) == ("apps@example.org", None)
+        assert Ticket.select().count() == 0 and Outbox.select().count() == 0
+    finally:
+        app.db.close()
