@@ -282,7 +282,7 @@ def _v3(db: peewee.Database) -> None:
 
 
 def _v4(db: peewee.Database) -> None:
-    """Incidents on tickets, and the report slots (issue 5)."""
+    """Incidents on tickets, the report slots (issue 5), and the indexes the reports use."""
     from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
     db.create_tables([ReportRun], safe=True)
@@ -290,6 +290,10 @@ def _v4(db: peewee.Database) -> None:
         migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
         migrate(migrator.add_column("ticket", "incident_at", Ticket._meta.fields["incident_at"]))
     db.execute_sql('CREATE INDEX IF NOT EXISTS "ticket_incident_at" ON "ticket" ("incident_at")')
+    # The status reports count messages and events by time, and first responses.
+    for table, column in (("message", "created_at"), ("event", "at"),
+                          ("ticket", "first_response_at")):
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{table}_{column}" ON "{table}" ("{column}")')
 
 
 MIGRATIONS = [_v1, _v2, _v3, _v4]

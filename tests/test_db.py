@@ -12,7 +12,7 @@ import pytest
 
 from mailticket import db as dbmod
 from mailticket.errors import TemporaryFailure
-from mailticket.models import MIGRATIONS, Outbox, SchemaVersion, Ticket, thread_key
+from mailticket.models import ALL_MODELS, MIGRATIONS, SchemaVersion, Ticket, thread_key
 from mailticket.db import _hung_up
 from tests.conftest import backends
 from tests.servers import wait_until
@@ -35,7 +35,7 @@ def test_a_version_1_database_is_brought_up_to_date(database_url):
     database = dbmod.open_database(database_url)
     database.connect()
     with database.atomic():
-        database.create_tables([SchemaVersion, Ticket, Outbox])
+        database.create_tables([SchemaVersion, *ALL_MODELS])
         Ticket.create(subject="old", status="open", requester="ann@example.org")
         database.execute_sql('ALTER TABLE "outbox" DROP COLUMN "bounced"')
         for column in ("group", "channel", "response_due_at", "incident_at"):

@@ -23,9 +23,10 @@ from typing import Any, Iterable, Sequence
 import jinja2
 
 from mailticket.errors import ConfigError
+from mailticket.reports.sample import SAMPLE_CONTEXT as REPORT_SAMPLE
 
 KINDS = ("ack", "reply", "closed", "reopened", "resolved", "unverified", "breaker", "assigned",
-         "escalated", "handed_back", "agent_report", "sla_warning", "sla_breach")
+         "escalated", "handed_back", "agent_report", "sla_warning", "sla_breach", "report")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -166,6 +167,7 @@ _SAMPLE_EXTRA = {
                      "relayed": True, "note": False},
     "sla_warning": {},
     "sla_breach": {},
+    "report": REPORT_SAMPLE,
 }
 
 

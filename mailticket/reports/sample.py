@@ -1,0 +1,51 @@
+"""The sample values ``Composer.check`` renders the ``report`` templates with: the shape of the
+context ``render.context_for`` builds (tests/reports/test_render.py keeps the two alike).
+
+Plain data importing nothing from mailticket, so ``mail.compose`` may use it without reaching the
+database. Times are local to the desk's calendar, as the templates show them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+_ROW = {"number": 40, "subject": "Cannot log in to the records system", "status": "open",
+        "requester": "bob@example.org", "requester_name": "Bob",
+        "agency": "Springfield Police Department", "group": "network",
+        "agent": "nora@example.org", "created_at": datetime(2026, 1, 2, 8, 15)}
+
+SAMPLE_CONTEXT = {
+    "report": {
+        "title": "Morning status",
+        "timezone": "America/New_York",
+        "generated_at": datetime(2026, 1, 13, 7, 30),
+        "agency": None,
+        "period": {"start": datetime(2026, 1, 12, 17, 0), "end": datetime(2026, 1, 13, 7, 30),
+                   "label": "Mon 12 Jan 17:00 - Tue 13 Jan 07:30", "hours": 14.5},
+        "mail": {"total": 12, "mailboxes": [
+            {"name": "imap://desk@mail.example.org:993/INBOX", "count": 9},
+            {"name": "smtp://127.0.0.1:8025", "count": 3}]},
+        "new_tickets": {"total": 6, "channels": [
+            {"name": "email", "count": 4}, {"name": "phone", "count": 1},
+            {"name": "walk-in", "count": 0}, {"name": "voicemail", "count": 1}]},
+        "activity": {"follow_ups": 5, "resolved": 3, "closed": 2, "reopened": 1},
+        "escalations": {"total": 1, "groups": [{"name": "network", "count": 1}]},
+        "first_responses": {"total": 4, "within": 3, "outside": 1},
+        "volume": {"unit": "hour", "total": 12, "max": 7, "bars": [
+            {"label": "Mon 17:00", "count": 5, "percent": 71},
+            {"label": "Mon 18:00", "count": 0, "percent": 0},
+            {"label": "Tue 07:00", "count": 7, "percent": 100}]},
+        "old_tickets": {"days": 7, "total": 1, "more": 0, "rows": [
+            {**_ROW, "last_activity": datetime(2026, 1, 9, 14, 5), "age_days": 11}]},
+        "sla": {"total": 1, "more": 0, "rows": [
+            {**_ROW, "number": 44, "subject": "Printer on floor 3 is broken",
+             "created_at": datetime(2026, 1, 12, 9, 0),
+             "due_at": datetime(2026, 1, 13, 9, 0), "overdue": False}]},
+        "incidents": [{"number": 41, "subject": "Mail delays for all users",
+                       "users_affected": 120, "since": datetime(2026, 1, 12, 16, 20)}],
+        "notes": [{"sender": "Application Support <appsupport@example.org>",
+                   "at": datetime(2026, 1, 12, 18, 2), "subject": "Release tonight",
+                   "text": "The records system is down 22:00-23:00 for the release.\n"
+                           "Expect calls about it."}],
+    },
+}

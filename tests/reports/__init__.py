@@ -1,0 +1,1 @@
+"""Tests of the status report: its figures on a seeded database and its rendering."""
