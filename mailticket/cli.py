@@ -19,7 +19,7 @@ import peewee
 
 from mailticket import __version__
 from mailticket import config as configmod
-from mailticket.errors import ConfigError, MailticketError, TemporaryFailure
+from mailticket.errors import ConfigError, InvalidRequest, MailticketError, TemporaryFailure
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_TEMPORARY = 0, 1, 2, 3, 4
 
@@ -132,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="run as if at this time: 2026-12-01T09:00 (UTC) or with an offset, "
                             "2026-12-01T09:00-05:00")
 
+    report = commands.add_parser("report", help="the status reports (config reports:)")
+    r_actions = report.add_subparsers(dest="action", metavar="ACTION")
+    r_actions.required = True
+    r_actions.add_parser("list", help="the reports, their schedules, last and next runs")
+    r_preview = r_actions.add_parser("preview", help="render a report without sending it")
+    r_preview.add_argument("name")
+    r_preview.add_argument("--html", type=str, metavar="FILE", help="also write the HTML part here")
+    r_preview.add_argument("--at", type=_datetime, metavar="DATETIME",
+                           help="as if at this time (default: now): the period ends there")
+    r_send = r_actions.add_parser("send", help="send a report now (the period: since its last run)")
+    r_send.add_argument("name")
+
     outbox = commands.add_parser("outbox", help="outgoing mail waiting, sent or failed")
     o_actions = outbox.add_subparsers(dest="action", metavar="ACTION")
     o_actions.required = True
@@ -236,6 +248,8 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
         ("ticket", "assign"): _ticket_assign, ("ticket", "escalate"): _ticket_escalate,
         ("ticket", "new"): _ticket_new, ("whois", None): _whois,
         ("ticket", "incident"): _ticket_incident,
+        ("report", "list"): _report_list, ("report", "preview"): _report_preview,
+        ("report", "send"): _report_send,
         ("jobs", "list"): _jobs_list, ("jobs", "run"): _jobs_run,
         ("quarantine", "list"): _quarantine_list, ("quarantine", "retry"): _quarantine_retry,
         ("outbox", "list"): _outbox_list, ("outbox", "retry"): _outbox_retry,
@@ -500,6 +514,66 @@ def _jobs_run(app: Any, args: argparse.Namespace) -> int:
     at = args.at or utcnow()
     result = run_job(args.name, app.desk, app.db, at)
     print(f"{args.name} as at {at:%Y-%m-%d %H:%M} UTC: {result}")
+    return EXIT_OK
+
+
+def _schedule(app: Any, name: str) -> Any:
+    schedule = app.settings.reports.get(name)
+    if schedule is None:
+        known = ", ".join(s.name for s in app.settings.reports.schedules) or "none configured"
+        raise InvalidRequest(f"no report {name!r} (reports: {known})")
+    return schedule
+
+
+def _report_list(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.models import ReportRun, utcnow
+    from mailticket.reports.schedule import next_slot
+
+    schedules = app.settings.reports.schedules
+    if not schedules:
+        print("no reports are configured (reports: in the config)")
+        return EXIT_OK
+    now = utcnow()
+    for s in schedules:
+        days = ",".join(d for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat",
+                                                  "sun")) if i in s.days)
+        last = (ReportRun.select().where(ReportRun.report == s.name)
+                .order_by(ReportRun.slot.desc()).first())
+        print(f"{s.name}: {s.title!r} at {s.at:%H:%M} {days} ({s.timezone}) to "
+              f"{', '.join(s.to)}")
+        print(f"    last: " + (f"{_when(last.slot)} {last.outcome}" if last else "never")
+              + f"   next: {_when(next_slot(s, now))}")
+    return EXIT_OK
+
+
+def _report_preview(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.models import utcnow
+    from mailticket.reports.render import render
+    from mailticket.reports.runner import gather_for
+
+    schedule = _schedule(app, args.name)
+    at = args.at or utcnow()
+    data = gather_for(app.settings, schedule, at, at)
+    rendered = render(app.composer, data, title=schedule.title, desk_name=app.settings.desk.name,
+                      desk_address=app.settings.desk.address)
+    print(f"Subject: {rendered.subject}\n")
+    print(rendered.text)
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as handle:
+            handle.write(rendered.html or "")
+        print(f"(HTML part written to {args.html})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _report_send(app: Any, args: argparse.Namespace) -> int:
+    from mailticket.models import utcnow
+    from mailticket.reports.runner import send
+
+    schedule = _schedule(app, args.name)
+    now = utcnow().replace(microsecond=0)
+    if not send(app.desk, app.db, schedule, now, now):
+        raise InvalidRequest(f"report {args.name} was sent at this very second already")
+    print(f"report {args.name} queued to {', '.join(schedule.to)}; the daemon sends it")
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import time, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -233,6 +233,29 @@ class Sla:
 
 
 @dataclass(frozen=True)
+class ReportSchedule:
+    """One status report: when (local time ``at`` on ``days`` in ``timezone``), to whom."""
+
+    name: str
+    at: time
+    days: frozenset[int]              # Monday=0
+    to: tuple[str, ...]
+    title: str
+    timezone: str
+    agency: str | None = None         # only this agency's tickets
+
+
+@dataclass(frozen=True)
+class Reports:
+    schedules: tuple[ReportSchedule, ...] = ()
+    grace: timedelta = timedelta(hours=2)   # a slot missed by less is sent late; more: skipped
+    old_ticket_days: int = 7
+
+    def get(self, name: str) -> ReportSchedule | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str
     file: Path | None
@@ -252,6 +275,7 @@ class Settings:
     process: Process = field(default_factory=Process)
     sla: Sla = field(default_factory=Sla)
     directory: Directory | None = field(default=None, repr=False)
+    reports: Reports = field(default_factory=Reports)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -466,7 +490,9 @@ def _size(value: Any) -> int:
 
 _TOP_KEYS = ("database", "desk", "intake", "outgoing", "templates", "storage", "limits", "logging",
              "groups", "new_tickets_to", "escalation", "agents_require_authentication",
-             "trusted_authserv_ids", "sla", "directory", "report_notes_address")
+             "trusted_authserv_ids", "sla", "directory", "report_notes_address", "reports")
+_REPORT_KEYS = ("at", "days", "to", "title", "timezone", "agency")
+_REPORTS_SETTINGS = ("grace", "old_ticket_days")
 _SLA_KEYS = ("first_response", "calendar", "warn_before", "verify_close_after")
 _CALENDAR_KEYS = ("timezone", "days", "hours", "holidays")
 _GROUP_KEYS = ("level", "members", "address")
@@ -632,6 +658,62 @@ def _read_sla(r: _Reader, top: dict[str, Any]) -> Sla:
                 key, _, message = problem.partition(": ")
                 r.problem(f"sla.calendar.{key}", message)
     return Sla(first, calendar, warn, verify)
+
+
+def _read_reports(r: _Reader, top: dict[str, Any], calendar_zone: str) -> Reports:
+    raw = r.section(top, "reports", "reports", required=False) or {}
+    defaults = Reports()
+
+    def plain(value: Any) -> timedelta:
+        try:
+            return parse_plain_duration(str(value))
+        except CalendarError as exc:
+            raise _Invalid(str(exc)) from None
+
+    grace = r.value(raw, "reports.grace", "grace", plain, defaults.grace)
+    old_days = r.value(raw, "reports.old_ticket_days", "old_ticket_days", _integer(1, 3650),
+                       defaults.old_ticket_days)
+    schedules: list[ReportSchedule] = []
+    for name, entry in raw.items():
+        if name in _REPORTS_SETTINGS:
+            continue
+        key = f"reports.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", name):
+            r.problem(key, "a report name is a letter, then up to 39 letters, digits, '-' or '_'")
+            continue
+        if not isinstance(entry, dict):
+            r.problem(key, f"expected a mapping (at, days, to, title), got {_show(entry)}")
+            continue
+        r.unknown_keys(key, entry, _REPORT_KEYS)
+        at = r.value(entry, f"{key}.at", "at", _clock_time)
+        zone = r.value(entry, f"{key}.timezone", "timezone", _string, calendar_zone)
+        try:
+            calendar = BusinessCalendar.from_config(timezone=zone, days=entry.get("days",
+                                                                               "mon-fri"))
+        except CalendarError as exc:
+            for problem in exc.problems:
+                part, _, message = problem.partition(": ")
+                r.problem(f"{key}.{part}", message)
+            continue
+        to = _address_list(r, entry, key, "to")
+        if not to:
+            r.problem(f"{key}.to", "missing (a list of addresses is required)")
+        title = r.value(entry, f"{key}.title", "title", _string, name.replace("_", " ").title())
+        agency = r.value(entry, f"{key}.agency", "agency", _string, None)
+        if at is not None:
+            schedules.append(ReportSchedule(name, at, calendar.days, to, title, zone, agency))
+    return Reports(tuple(schedules), grace, old_days)
+
+
+def _clock_time(value: Any) -> time:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 07:30 as the base-60 number 450.
+        return time(value // 60, value % 60)
+    text = _string(value)
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
+    if match is None:
+        raise _Invalid(f"expected a time of day like '07:30', got {_show(value)}")
+    return time(int(match.group(1)), int(match.group(2)))
 
 
 def _read_directory(r: _Reader, top: dict[str, Any]) -> Directory | None:
@@ -809,10 +891,12 @@ def load(path: str | os.PathLike[str] | None = None,
     process = _read_process(r, top)
     sla = _read_sla(r, top)
     directory = _read_directory(r, top)
+    reports = _read_reports(r, top, sla.calendar.timezone)
     if r.problems:
         raise ConfigError(r.problems)
     return Settings(
         path=path, database=database, desk=desk, intake=intake,  # type: ignore[arg-type]
         outgoing=outgoing, templates=templates, storage=storage, limits=limits,
         logging=logging_settings, process=process, sla=sla, directory=directory,
+        reports=reports,
     )

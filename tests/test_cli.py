@@ -310,7 +310,7 @@ def test_other_channels_whois_jobs_and_list_filters(capsys, tmp_path, database_u
     assert "sla-check" in out and "2030-01-07T12:00:00 0 warned, 2 overdue" in out
     code, _, err = run(capsys, "--config", config, "jobs", "run", "nope")
     assert code == cli.EXIT_FAILED and err == "mailticket: no job 'nope' (jobs: sla-check, " \
-                                              "auto-close)\n"
+                                              "auto-close, reports)\n"
 
 
 @pytest.mark.parametrize("args", [
@@ -364,3 +364,24 @@ def test_ticket_incident_on_and_off(capsys, config, ticket):
     assert code == cli.EXIT_FAILED and "already marked as an incident" in err
     code, out, _ = run(capsys, "--config", config, "ticket", "incident", str(ticket), "--off")
     assert (code, out) == (0, f"ticket #{ticket} is no longer an incident\n")
+
+
+def test_report_list_preview_and_send(capsys, tmp_path, database_url):
+    reports = ("reports:\n  morning: {at: \"07:30\", days: mon-fri, to: [rep@example.test], "
+               "title: Morning status}\n")
+    config = str(write_config(tmp_path, database_url, extra=reports))
+    code, out, _ = run(capsys, "--config", config, "report", "list")
+    assert code == 0 and out.startswith("morning: 'Morning status' at 07:30 mon,tue,wed,thu,fri "
+                                        "(UTC) to rep@example.test\n    last: never   next: ")
+    html = tmp_path / "report.html"
+    code, out, err = run(capsys, "--config", config, "report", "preview", "morning",
+                         "--at", "2026-11-24T07:30", "--html", str(html))
+    assert code == 0 and out.startswith("Subject: Morning status")
+    assert "<table" in html.read_text() and f"written to {html}" in err
+    code, out, _ = run(capsys, "--config", config, "report", "send", "morning")
+    assert (code, out) == (0, "report morning queued to rep@example.test; the daemon sends it\n")
+    assert Outbox.select().where(Outbox.kind == "report").count() == 1
+    code, out, _ = run(capsys, "--config", config, "report", "list")
+    assert "last: " in out and " sent" in out
+    code, _, err = run(capsys, "--config", config, "report", "send", "weekly")
+    assert (code, err) == (cli.EXIT_FAILED, "mailticket: no report 'weekly' (reports: morning)\n")

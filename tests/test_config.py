@@ -163,6 +163,8 @@ SECTIONS = [
     (("groups", "network"), config._GROUP_KEYS),
     (("sla",), config._SLA_KEYS),
     (("sla", "calendar"), config._CALENDAR_KEYS),
+    (("reports", "morning"), config._REPORT_KEYS),
+    (("reports",), ("morning", "end_of_shift") + config._REPORTS_SETTINGS),
 ]
 
 
@@ -237,7 +239,7 @@ ERRORS = [
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
       "storage, limits, logging, groups, new_tickets_to, escalation, "
       "agents_require_authentication, trusted_authserv_ids, sla, directory, "
-      "report_notes_address)"]),
+      "report_notes_address, reports)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "
@@ -773,3 +775,31 @@ def test_bad_sla_and_directory_values_are_named(write, workdir, edit, problem):
     path = write(edited(**edit))
     found = problems_of(path)
     assert any(problem in p for p in found), found
+
+
+def test_reports(write):
+    settings = load(write(edited(reports={
+        "morning": {"at": "07:30", "to": ["r@example.org"], "title": "Morning"},
+        "weekly": {"at": 450, "days": ["mon"], "to": ["r@example.org"], "timezone": "UTC"},
+        "grace": "90 minutes", "old_ticket_days": 14})), environ={})
+    reports = settings.reports
+    assert (reports.grace.total_seconds(), reports.old_ticket_days) == (5400, 14)
+    morning, weekly = reports.get("morning"), reports.get("weekly")
+    assert (morning.at.hour, morning.at.minute, morning.days, morning.timezone) == (
+        7, 30, frozenset({0, 1, 2, 3, 4}), "UTC")
+    assert (weekly.at.hour, weekly.at.minute, weekly.days) == (7, 30, frozenset({0}))  # 07:30
+    assert weekly.title == "Weekly"
+    assert load(write(edited()), environ={}).reports == config.Reports()
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ({"at": "7.30", "to": ["r@example.org"]}, "reports.r.at: expected a time of day like '07:30'"),
+    ({"to": ["r@example.org"]}, "reports.r.at: missing (required)"),
+    ({"at": "07:30"}, "reports.r.to: missing (a list of addresses is required)"),
+    ({"at": "07:30", "to": ["r@example.org"], "days": "someday"}, "reports.r.days: "),
+    ({"at": "07:30", "to": ["r@example.org"], "when": 1}, "reports.r.when: unknown key"),
+])
+def test_bad_reports_are_named(write, entry, problem):
+    path = write(edited(reports={"r": entry}))
+    found = problems_of(path)
+    assert any(p.startswith(f"{path}: {problem}") for p in found), found

@@ -102,3 +102,34 @@ def test_one_ticket_through_the_whole_procedure(tmp_path, database_url, fresh_ma
     finally:
         daemon.stop()
         print(daemon.log_text())
+
+
+def test_the_daemon_sends_the_scheduled_report_once(tmp_path, database_url, smtp_sink):
+    """A report whose slot has just passed is sent by the daemon's scheduler (in the grace
+    period); a second daemon started on the same database does not send it again."""
+    from tests.servers.smtpsink import free_port
+
+    slot = datetime.now(timezone.utc).strftime("%H:%M")
+    outgoing = (f"smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none}}\n"
+                f"  retry: {{base_seconds: 0.5, max_seconds: 2}}")
+    extra = (f"reports:\n  shift: {{at: \"{slot}\", days: mon-sun, to: [rep@example.test], "
+             f"title: Shift status}}\n  grace: 2 hours\n")
+    config = write_config(tmp_path, database_url, outgoing=outgoing, extra=extra,
+                          intake=f"smtp: {{listen: '127.0.0.1:{free_port()}'}}")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    try:
+        [report] = wait_until(lambda: to(smtp_sink, "rep@example.test"), what="the report")
+        assert str(report.message["Subject"]).startswith("Shift status")
+        assert report.message.get_content_type() == "multipart/alternative"
+        html = report.message.get_body(("html",)).get_content()
+        assert "<table" in html and "<img" not in html
+        text = report.message.get_body(("plain",)).get_content()
+        assert "INCIDENTS AFFECTING USERS" in text and "Period:" in text
+    finally:
+        daemon.stop()
+    again = DaemonProcess(config, tmp_path / "daemon2.log").start()
+    try:
+        wait_until(lambda: "job reports as at" in again.log_text(), what="the second run")
+        assert len(to(smtp_sink, "rep@example.test")) == 1
+    finally:
+        again.stop()

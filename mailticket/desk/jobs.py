@@ -109,11 +109,20 @@ def auto_close(desk: Desk, db: peewee.Database, now: datetime) -> str:
     return f"{closed} closed"
 
 
+def reports(desk: Desk, db: peewee.Database, now: datetime) -> str:
+    """Send the status reports whose slot has come (reports/runner.py)."""
+    from mailticket.reports.runner import run_due  # the reports sit above the desk
+
+    return run_due(desk, db, now)
+
+
 JOBS = {
     "sla-check": Job("sla-check", 60, "warn groups before the first-response target, alert the "
                      "service lead on a breach", sla_check),
     "auto-close": Job("auto-close", 300, "close resolved tickets the user did not answer within "
                       "sla.verify_close_after", auto_close),
+    "reports": Job("reports", 60, "send each status report once per slot (late within "
+                   "reports.grace, else skipped)", reports),
 }
 
 
@@ -131,8 +140,9 @@ def run_job(name: str, desk: Desk, db: peewee.Database, now: datetime) -> str:
     with transaction(db):
         key = f"job:{name}:last_run"
         value = f"{now.isoformat(timespec='seconds')} {result}"
-        if not Setting.update(value=value).where(Setting.name == key).execute():
-            Setting.create(name=key, value=value)
+        # An upsert: two daemons finishing the same job at once must not collide.
+        (Setting.insert(name=key, value=value)
+         .on_conflict(conflict_target=[Setting.name], update={Setting.value: value}).execute())
     log.info("job %s as at %s: %s", name, now.isoformat(timespec="seconds"), result)
     return result
 

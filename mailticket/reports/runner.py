@@ -1,0 +1,135 @@
+"""Sending the status reports: each report once per slot, across restarts and with two daemons
+on one database; a slot missed by less than ``reports.grace`` is sent late (and says so), one
+missed by more is skipped (logged, and recorded so it is not reconsidered).
+
+Once per slot comes from the ``report_run`` table's unique (report, slot) key: the row and the
+report's mail in the outbox are written in one transaction, so a second daemon's insert of the
+same slot fails (and it moves on), and a crash leaves either both or neither.
+
+The period of a report is from the slot of its previous sent run to this slot (the first one
+covers the day before its slot). Incidents are the open tickets marked as incidents, with the
+users they touch (requester, Cc's and the requesters of tickets linked to them); notes are the
+mail to ``report_notes_address`` received in the period.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import peewee
+
+from mailticket.config import ReportSchedule, Settings
+from mailticket.db import savepoint, transaction
+from mailticket.desk.tickets import CLOSED, Desk
+from mailticket.mail.compose import Recipient
+from mailticket.models import Message, ReportRun, Ticket
+from mailticket.reports.figures import IncidentLine, NoteLine, Period, ReportData, gather
+from mailticket.reports.render import KIND, context_for
+from mailticket.reports.schedule import last_slot
+
+log = logging.getLogger(__name__)
+
+SENT, SKIPPED = "sent", "skipped"
+
+
+def run_due(desk: Desk, db: peewee.Database, now: datetime) -> str:
+    """Send every report whose latest slot has not been dealt with; the scheduled job."""
+    done = []
+    for schedule in desk.settings.reports.schedules:
+        slot = last_slot(schedule, now)
+        # Read to the end (list): an unfinished SQLite statement would hold its snapshot, and
+        # the write below would then fail at once instead of waiting its turn.
+        if slot is None or list(ReportRun.select(ReportRun.id).where(
+                ReportRun.report == schedule.name, ReportRun.slot == slot).tuples()):
+            continue
+        late_by = now - slot
+        if late_by > desk.settings.reports.grace:
+            if _claim(db, schedule.name, slot, now, f"{SKIPPED}: missed by {_ago(late_by)}, "
+                      f"more than reports.grace ({_ago(desk.settings.reports.grace)})"):
+                log.warning("report %s for %s skipped: missed by %s (reports.grace is %s)",
+                            schedule.name, slot, _ago(late_by), _ago(desk.settings.reports.grace))
+                done.append(f"{schedule.name} skipped")
+            continue
+        late = late_by > timedelta(minutes=5)
+        if send(desk, db, schedule, slot, now, late=late):
+            done.append(f"{schedule.name} sent" + (" late" if late else ""))
+    return ", ".join(done) or "nothing due"
+
+
+def send(desk: Desk, db: peewee.Database, schedule: ReportSchedule, slot: datetime,
+         now: datetime, *, late: bool = False) -> bool:
+    """Record the slot and queue the report's mail in one transaction; False when another
+    daemon (or an earlier run) has the slot already."""
+    try:
+        with transaction(db):
+            with savepoint(db):
+                run = ReportRun.create(report=schedule.name, slot=slot, started_at=now,
+                                       sent_at=now, late=late,
+                                       outcome=SENT + (" late" if late else ""))
+            data = gather_for(desk.settings, schedule, slot, now)
+            title = schedule.title + (" (sent late)" if late else "")
+            desk.mailer.queue(KIND, None, to=[Recipient("", a) for a in schedule.to],
+                              context=context_for(data, title=title,
+                                                  desk_name=desk.settings.desk.name,
+                                                  desk_address=desk.settings.desk.address))
+    except peewee.IntegrityError:
+        return False
+    log.info("report %s for slot %s queued to %s%s (run #%d)", schedule.name, slot,
+             ", ".join(schedule.to), " (late)" if late else "", run.id)
+    return True
+
+
+def gather_for(settings: Settings, schedule: ReportSchedule, slot: datetime,
+               now: datetime) -> ReportData:
+    """The report's data for the period ending at ``slot``."""
+    previous = (ReportRun.select(ReportRun.slot)
+                .where(ReportRun.report == schedule.name, ReportRun.slot < slot,
+                       ReportRun.outcome.startswith(SENT))
+                .order_by(ReportRun.slot.desc()).first())
+    start = previous.slot if previous is not None else slot - timedelta(days=1)
+    period = Period(start, slot)
+    return gather(period, now, sla=settings.sla,
+                  old_ticket_days=settings.reports.old_ticket_days,
+                  incidents=_incidents(schedule.agency), notes=_notes(period),
+                  agency=schedule.agency)
+
+
+def _claim(db: peewee.Database, name: str, slot: datetime, now: datetime, outcome: str) -> bool:
+    try:
+        with transaction(db):
+            with savepoint(db):
+                ReportRun.create(report=name, slot=slot, started_at=now, outcome=outcome)
+    except peewee.IntegrityError:
+        return False
+    return True
+
+
+def _incidents(agency: str | None) -> list[IncidentLine]:
+    query = (Ticket.select().where(Ticket.incident_at.is_null(False), Ticket.status != CLOSED)
+             .order_by(Ticket.incident_at))
+    if agency:
+        query = query.where(peewee.fn.LOWER(Ticket.agency) == agency.lower())
+    lines = []
+    for ticket in query.limit(50):
+        users = {ticket.requester.lower(), *(c.lower() for c in ticket.cc or ())}
+        users |= {r.lower() for (r,) in Ticket.select(Ticket.requester)
+                  .where(Ticket.linked_to == ticket.number).tuples()}
+        lines.append(IncidentLine(ticket.number, ticket.subject, len(users), ticket.incident_at))
+    return lines
+
+
+def _notes(period: Period) -> list[NoteLine]:
+    query = (Message.select(Message.sender, Message.created_at, Message.subject, Message.body)
+             .where(Message.decision == "report_note", Message.created_at >= period.start,
+                    Message.created_at < period.end)
+             .order_by(Message.created_at).limit(100))
+    return [NoteLine(m.sender, m.created_at, m.subject, m.body[:4000]) for m in query]
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
