@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -180,8 +181,12 @@ class Process:
     trusted_authserv_ids: frozenset[str] = frozenset()
 
     def agent(self, address: str) -> Agent | None:
-        address = address.lower()
-        return next((a for a in self.agents if a.address == address), None)
+        return self._agents_by_address.get(address.lower())
+
+    @cached_property
+    def _agents_by_address(self) -> dict[str, Agent]:
+        """Asked for every incoming mail: built once."""
+        return {a.address: a for a in self.agents}
 
     def group(self, name: str) -> Group | None:
         wanted = name.strip().lower()
@@ -197,7 +202,7 @@ class Process:
             return ()
         return tuple(g.name for g in self.groups if g.level > source.level)
 
-    @property
+    @cached_property
     def agents(self) -> tuple[Agent, ...]:
         seen: dict[str, Agent] = {}
         for group in self.groups:
@@ -355,16 +360,7 @@ class _Invalid(ValueError):
     pass
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
+_show = yamlfile.show
 
 
 def _string(value: Any) -> str:
@@ -631,21 +627,35 @@ def _read_process(r: _Reader, top: dict[str, Any]) -> Process:
     return Process(tuple(groups), new_to, tuple(escalation), bool(require_auth), trusted)
 
 
+def _calendar_checked(parse: Callable[[str], T]) -> Callable[[Any], T]:
+    """A converter from a calendar parser: its CalendarError becomes a config problem."""
+    def convert(value: Any) -> T:
+        try:
+            return parse(str(value))
+        except CalendarError as exc:
+            raise _Invalid(str(exc)) from None
+    return convert
+
+
+_business_duration = _calendar_checked(BusinessDuration.parse)
+_plain_duration = _calendar_checked(parse_plain_duration)
+
+
+def _calendar_problems(r: _Reader, where: str, exc: CalendarError) -> None:
+    """Each of the calendar's problems ("days: ...") under the key path it belongs to."""
+    for problem in exc.problems:
+        part, _, message = problem.partition(": ")
+        r.problem(f"{where}.{part}", message)
+
+
 def _read_sla(r: _Reader, top: dict[str, Any]) -> Sla:
     raw = r.section(top, "sla", "sla", required=False, allowed=_SLA_KEYS) or {}
-
-    def duration(key: str, parse: Callable[[str], Any], default: Any) -> Any:
-        def convert(value: Any) -> Any:
-            try:
-                return parse(str(value))
-            except CalendarError as exc:
-                raise _Invalid(str(exc)) from None
-        return r.value(raw, f"sla.{key}", key, convert, default)
-
     defaults = Sla()
-    first = duration("first_response", BusinessDuration.parse, defaults.first_response)
-    warn = duration("warn_before", parse_plain_duration, defaults.warn_before)
-    verify = duration("verify_close_after", BusinessDuration.parse, defaults.verify_close_after)
+    first = r.value(raw, "sla.first_response", "first_response", _business_duration,
+                    defaults.first_response)
+    warn = r.value(raw, "sla.warn_before", "warn_before", _plain_duration, defaults.warn_before)
+    verify = r.value(raw, "sla.verify_close_after", "verify_close_after", _business_duration,
+                     defaults.verify_close_after)
     calendar = defaults.calendar
     cal_raw = r.section(raw, "sla.calendar", "calendar", required=False, allowed=_CALENDAR_KEYS)
     if cal_raw:
@@ -654,23 +664,14 @@ def _read_sla(r: _Reader, top: dict[str, Any]) -> Sla:
         try:
             calendar = BusinessCalendar.from_config(**values)
         except CalendarError as exc:
-            for problem in exc.problems:
-                key, _, message = problem.partition(": ")
-                r.problem(f"sla.calendar.{key}", message)
+            _calendar_problems(r, "sla.calendar", exc)
     return Sla(first, calendar, warn, verify)
 
 
 def _read_reports(r: _Reader, top: dict[str, Any], calendar_zone: str) -> Reports:
     raw = r.section(top, "reports", "reports", required=False) or {}
     defaults = Reports()
-
-    def plain(value: Any) -> timedelta:
-        try:
-            return parse_plain_duration(str(value))
-        except CalendarError as exc:
-            raise _Invalid(str(exc)) from None
-
-    grace = r.value(raw, "reports.grace", "grace", plain, defaults.grace)
+    grace = r.value(raw, "reports.grace", "grace", _plain_duration, defaults.grace)
     old_days = r.value(raw, "reports.old_ticket_days", "old_ticket_days", _integer(1, 3650),
                        defaults.old_ticket_days)
     schedules: list[ReportSchedule] = []
@@ -691,9 +692,7 @@ def _read_reports(r: _Reader, top: dict[str, Any], calendar_zone: str) -> Report
             calendar = BusinessCalendar.from_config(timezone=zone, days=entry.get("days",
                                                                                "mon-fri"))
         except CalendarError as exc:
-            for problem in exc.problems:
-                part, _, message = problem.partition(": ")
-                r.problem(f"{key}.{part}", message)
+            _calendar_problems(r, key, exc)
             continue
         to = _address_list(r, entry, key, "to")
         if not to:

@@ -299,16 +299,7 @@ _CODE = re.compile(r"[^\s@]{1,32}")
 _SPREADSHEET_NUMBER = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d+")
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
+_show = yamlfile.show
 
 
 def _text(value: Any) -> str:

@@ -4,11 +4,12 @@ given twice in one mapping, which PyYAML would otherwise resolve by silently kee
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from typing import Any
 
 import yaml
 
-__all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load"]
+__all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load", "show"]
 
 
 class _RefuseDuplicateKeys:
@@ -43,3 +44,21 @@ def load(text: str, fast: bool = False) -> Any:
     """Parse ``text``; yaml.YAMLError (with its position) on bad YAML or a repeated key."""
     loader = FastUniqueKeyLoader if fast else UniqueKeyLoader
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+
+
+def show(value: Any) -> str:
+    """A value as an error message about a config or directory file shows it: strings quoted,
+    true/false as YAML writes them, containers by kind, dates and times in ISO form."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, datetime):
+        return repr(value.isoformat(sep=" "))
+    if isinstance(value, (date, time)):
+        return repr(value.isoformat())
+    return repr(value)

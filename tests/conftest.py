@@ -80,3 +80,22 @@ def database(database_url) -> peewee.Database:
     db = dbmod.connect(database_url)
     yield db
     db.close()
+
+
+def app_on_backend(request, tmp_path_factory, name: str):
+    """A built app on a fresh database of ``request.param`` ("sqlite" or "postgres"), for a
+    module-scoped fixture parametrized with backends(); the database is dropped afterwards."""
+    from mailticket.wiring import build
+    from tests.helpers import settings_for
+
+    tmp = tmp_path_factory.mktemp(name)
+    database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / (name + '.db')}"
+    else:
+        url, database = create_postgres_database()
+    application = build(settings_for(tmp, url))
+    yield application
+    application.db.close()
+    if database:
+        drop_postgres_database(database)

@@ -385,3 +385,44 @@ def test_report_list_preview_and_send(capsys, tmp_path, database_url):
     assert "last: " in out and " sent" in out
     code, _, err = run(capsys, "--config", config, "report", "send", "weekly")
     assert (code, err) == (cli.EXIT_FAILED, "mailticket: no report 'weekly' (reports: morning)\n")
+
+
+def test_whois_json_and_list_by_agent(capsys, tmp_path, database_url):
+    from mailticket import config as configmod
+    from mailticket.db import transaction
+
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(
+        "counties:\n  - name: Sangamon\n    contacts:\n      - {role: registrar, name: Reg Istrar}\n"
+        "agencies:\n  - name: Springfield Police Department\n    code: SPD\n    county: Sangamon\n"
+        "    domains: [spd.example.gov]\n")
+    config = str(write_config(tmp_path, database_url, extra=PROCESS + f"directory: {directory}\n"))
+    code, out, _ = run(capsys, "--config", config, "whois", "Sangamon County", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["county"] == "Sangamon" and answer["agencies"] == []
+    assert answer["contacts"] == [{"role": "registrar", "name": "Reg Istrar", "email": None,
+                                   "phone": None}]
+    app = build(configmod.load(config))
+    [first] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
+    app.pipeline.process_batch([RawMail("test", "1/2", make_mail(subject="other"))])
+    with transaction(app.db):
+        app.desk.assign(first.ticket, "ada", "nora")
+    app.db.close()
+    code, out, _ = run(capsys, "--config", config, "ticket", "list", "--agent", "Nora", "--json")
+    assert [t["number"] for t in json.loads(out)] == [first.ticket]
+
+
+def test_outbox_list_failed_shows_bounced_mail(capsys, config, ticket):
+    from mailticket import config as configmod
+    from mailticket.db import transaction
+
+    app = build(configmod.load(config))
+    with transaction(app.db):
+        Outbox.update(status="bounced", last_error="bounced: ann@example.org 5.1.1",
+                      bounced=[{"recipient": "ann@example.org", "status": "5.1.1",
+                                "detail": "user unknown", "at": "2026-11-24T09:00:00"}]).execute()
+    app.db.close()
+    code, out, _ = run(capsys, "--config", config, "outbox", "list", "--failed", "--json")
+    [row] = json.loads(out)
+    assert (code, row["status"], row["bounced"][0]["recipient"]) == (0, "bounced",
+                                                                     "ann@example.org")

@@ -803,3 +803,10 @@ def test_bad_reports_are_named(write, entry, problem):
     path = write(edited(reports={"r": entry}))
     found = problems_of(path)
     assert any(p.startswith(f"{path}: {problem}") for p in found), found
+
+
+def test_a_report_for_one_agency(write):
+    settings = load(write(edited(reports={"spd": {
+        "at": "08:00", "to": ["chief@example.org"], "agency": "Springfield Police Department"}})),
+        environ={})
+    assert settings.reports.get("spd").agency == "Springfield Police Department"

@@ -8,27 +8,15 @@ import pytest
 from mailticket.intake.items import Outcome, RawMail
 from mailticket.mail.parse import parse
 from mailticket.models import Message, Outbox, Quarantine, Ticket
-from mailticket.wiring import build
 from tests import corpus
-from tests.conftest import backends, create_postgres_database, drop_postgres_database
-from tests.helpers import settings_for
+from tests.conftest import app_on_backend, backends
 
 NEVER_TICKETS = ("autoreply/", "bounce/", "report/", "list/")
 
 
 @pytest.fixture(scope="module", params=backends())
 def app(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("corpus")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'corpus.db'}"
-    else:
-        url, name = create_postgres_database()
-    application = build(settings_for(tmp, url))
-    yield application
-    application.db.close()
-    if name:
-        drop_postgres_database(name)
+    yield from app_on_backend(request, tmp_path_factory, "corpus")
 
 
 @pytest.mark.parametrize("row", corpus.corpus_params())

@@ -28,6 +28,8 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailticket import yamlfile
+
 __all__ = ["BusinessCalendar", "BusinessDuration", "CalendarError", "parse_plain_duration"]
 
 _ONE_DAY = timedelta(days=1)
@@ -50,19 +52,7 @@ class CalendarError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def _show(value: Any) -> str:
-    """A value as config errors show it (strings quoted, containers by kind)."""
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, datetime):
-        return repr(value.isoformat(sep=" "))
-    if isinstance(value, (date, time)):
-        return repr(value.isoformat())
-    return repr(value)
+_show = yamlfile.show
 
 
 # --- durations ---------------------------------------------------------------------------------

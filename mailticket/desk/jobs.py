@@ -36,10 +36,17 @@ def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
     """Warn a ticket's group when its first response is nearly due (sla.warn_before, in business
     time); alert the service lead (the level 3 groups, else desk.alerts_to) once it is overdue."""
     sla = desk.settings.sla
+    # Only tickets that need something now, so a quiet minute takes no write lock: overdue,
+    # or not yet warned and due within warn_before of business time. A due time inside the
+    # closed hours after that point still has only warn_before left, hence next_open.
+    warn_until = sla.calendar.next_open(sla.calendar.add(now, sla.warn_before))
     waiting = (Ticket.select(Ticket.number)
                .where(Ticket.first_response_at.is_null(), Ticket.status.in_([NEW, OPEN]),
                       Ticket.response_due_at.is_null(False),
-                      Ticket.sla_breached_at.is_null())
+                      Ticket.sla_breached_at.is_null(),
+                      (Ticket.response_due_at <= now)
+                      | (Ticket.sla_warned_at.is_null()
+                         & (Ticket.response_due_at <= warn_until)))
                .order_by(Ticket.response_due_at))
     warned = breached = 0
     for (number,) in list(waiting.tuples()):

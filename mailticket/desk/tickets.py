@@ -256,10 +256,10 @@ class Desk:
         results = [self._run_command(ticket.number, actor, command, text)
                    for command in commands]
         if commands:
+            now = Ticket.get_by_id(ticket.number)  # as the commands left it
             self.mailer.queue(
-                "agent_report", Ticket.get_by_id(ticket.number),
-                to=[Recipient(agent.name, agent.address)],
-                context={"ticket": _ticket_context(Ticket.get_by_id(ticket.number)),
+                "agent_report", now, to=[Recipient(agent.name, agent.address)],
+                context={"ticket": _ticket_context(now),
                          "results": results,
                          "relayed": bool(text.strip()) and not note and not consumed,
                          "note": note},

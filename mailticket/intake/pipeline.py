@@ -225,7 +225,7 @@ class Pipeline:
         if report is not None and decision.action in (Action.ATTACH, Action.IGNORE):
             message = self.desk.bounced(decision.ticket, arrival, report)
         else:
-            message = self._apply(decision, arrival)
+            message = self._apply(decision, arrival, agent)
         # A message whose original stays with the source (only its header was taken) goes to the
         # source's quarantine (IMAP: quarantine_folder), though its ticket was made.
         kept_aside = bool(item.oversized)
@@ -285,7 +285,7 @@ class Pipeline:
         return replace(mail, dropped=mail.dropped + (note,),
                        body=mail.body or "(not read: the message was over the size limit)")
 
-    def _apply(self, decision: Decision, arrival: Arrival) -> Message:
+    def _apply(self, decision: Decision, arrival: Arrival, agent: Agent | None) -> Message:
         action, desk = decision.action, self.desk
         if action is Action.NEW_TICKET:
             return desk.open_ticket(arrival, unknown_tag=decision.unknown_tag,
@@ -302,8 +302,7 @@ class Pipeline:
         if action is Action.UNVERIFIED:
             return desk.unverified(decision.ticket, arrival)
         if action is Action.AGENT:
-            agent = self._agent_of(arrival.mail)
-            assert agent is not None
+            assert agent is not None  # route decides AGENT only for an agent's mail
             return desk.agent_mail(decision.ticket, arrival, agent,
                                    comment=self._to_comment_address(arrival.mail))
         return desk.keep(arrival)

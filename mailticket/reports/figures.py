@@ -103,8 +103,8 @@ class VolumeBar:
 
 
 @dataclass(frozen=True)
-class TicketLine:
-    """A ticket open more than the report's number of days."""
+class _TicketFields:
+    """What both ticket lists show of a ticket."""
 
     number: int
     subject: str
@@ -115,24 +115,21 @@ class TicketLine:
     group: str | None
     agent: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketLine(_TicketFields):
+    """A ticket open more than the report's number of days."""
+
     last_activity: datetime  # the ticket's updated_at
     age_days: int            # whole days since created_at, as at the report's ``now``
 
 
 @dataclass(frozen=True)
-class SlaLine:
+class SlaLine(_TicketFields):
     """A ticket with no first response yet whose target is near (warned, or due within
     ``sla.warn_before`` of business time) or past."""
 
-    number: int
-    subject: str
-    status: str
-    requester: str
-    requester_name: str
-    agency: str | None
-    group: str | None
-    agent: str | None
-    created_at: datetime
     due_at: datetime
     overdue: bool
 

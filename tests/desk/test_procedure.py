@@ -29,10 +29,27 @@ escalation: {desk: [network, apps], network: [lead], apps: [lead]}
 
 
 @pytest.fixture
-def app(tmp_path, database_url):
-    application = build(settings_for(tmp_path, database_url, extra=GROUPS), clock=Clock())
-    yield application
-    application.db.close()
+def make_app(tmp_path, database_url):
+    """Apps with the GROUPS config (or ``extra``) and desk settings changed by keyword."""
+    from dataclasses import replace
+
+    apps = []
+
+    def make(extra=GROUPS, **desk):
+        settings = settings_for(tmp_path, database_url, extra=extra)
+        if desk:
+            settings = replace(settings, desk=replace(settings.desk, **desk))
+        apps.append(build(settings, clock=Clock()))
+        return apps[-1]
+
+    yield make
+    for made in apps:
+        made.db.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 def new_ticket(app, subject="Network is slow", sender="Ann <ann@example.org>"):
@@ -241,72 +258,52 @@ def test_resolve_by_mail_takes_the_text_as_the_resolution_and_sends_it_once(app)
     assert "Replaced the switch" in mails("resolved")[0][1].get_body(("plain",)).get_content()
 
 
-def test_comment_command_or_comment_address_makes_an_internal_note(tmp_path, database_url):
-    from dataclasses import replace
-
+def test_comment_command_or_comment_address_makes_an_internal_note(make_app):
     from mailticket.models import Message
 
-    settings = settings_for(tmp_path, database_url, extra=GROUPS)
-    settings = replace(settings, desk=replace(settings.desk,
-                                              comment_address="desk-comment@example.test"))
-    app = build(settings, clock=Clock())
-    try:
-        number = new_ticket(app)
-        agent_mail(app, number, "#comment\nAnn's laptop is on the old VLAN.\n", key="c1")
-        agent_mail(app, number, "Checked the VLAN: fine.\n", key="c2",
-                   to="Desk comments <desk-comment@example.test>")
-        assert mails("reply") == []  # the user sees neither
-        assert [k for k, _, _ in history(number) if k == "comment"] == ["comment", "comment"]
-        notes = [(m.author, m.body) for m in Message.select().where(Message.direction == "note")
-                 .order_by(Message.id)]
-        assert notes == [("Nora", "Ann's laptop is on the old VLAN."),
-                         ("Nora", "Checked the VLAN: fine.")]
-        # A user writing to the comment address is just a user: no note, no command.
-        [result] = app.pipeline.process_batch([RawMail("test", "u", make_mail(
-            subject=f"Re: [DESK #{number}]", sender="ann@example.org", body="#close\n",
-            to="desk-comment@example.test"))])
-        assert Ticket.get_by_id(number).status != "closed"
-    finally:
-        app.db.close()
+    app = make_app(comment_address="desk-comment@example.test")
+    number = new_ticket(app)
+    agent_mail(app, number, "#comment\nAnn's laptop is on the old VLAN.\n", key="c1")
+    agent_mail(app, number, "Checked the VLAN: fine.\n", key="c2",
+               to="Desk comments <desk-comment@example.test>")
+    assert mails("reply") == []  # the user sees neither
+    assert [k for k, _, _ in history(number) if k == "comment"] == ["comment", "comment"]
+    notes = [(m.author, m.body) for m in Message.select().where(Message.direction == "note")
+             .order_by(Message.id)]
+    assert notes == [("Nora", "Ann's laptop is on the old VLAN."),
+                     ("Nora", "Checked the VLAN: fine.")]
+    # A user writing to the comment address is just a user: no note, no command.
+    [result] = app.pipeline.process_batch([RawMail("test", "u", make_mail(
+        subject=f"Re: [DESK #{number}]", sender="ann@example.org", body="#close\n",
+        to="desk-comment@example.test"))])
+    assert Ticket.get_by_id(number).status != "closed"
 
 
-def test_mail_from_an_agent_address_without_a_trusted_pass_is_a_users_when_required(
-        tmp_path, database_url):
+def test_mail_from_an_agent_address_without_a_trusted_pass_is_a_users_when_required(make_app):
     extra = GROUPS + "agents_require_authentication: true\ntrusted_authserv_ids: [mx.desk.test]\n"
-    app = build(settings_for(tmp_path, database_url, extra=extra), clock=Clock())
-    try:
-        number = new_ticket(app)
-        agent_mail(app, number, "#close\nforged close\n", key="forged")
-        assert Ticket.get_by_id(number).status == "new"
-        assert mails("agent_report") == []
-        agent_mail(app, number, "#close\nreal close\n", key="real", headers={
-            "Authentication-Results": "mx.desk.test; dkim=pass header.d=desk.example.test; "
-                                      "spf=pass smtp.mailfrom=nora@desk.example.test"})
-        assert Ticket.get_by_id(number).status == "closed"
-        # A pass from a server we do not trust counts for nothing.
-        number = new_ticket(app, subject="second")
-        agent_mail(app, number, "#close\nspoofed\n", key="spoofed", headers={
-            "Authentication-Results": "mx.evil.test; dkim=pass header.d=desk.example.test"})
-        assert Ticket.get_by_id(number).status == "new"
-    finally:
-        app.db.close()
+    app = make_app(extra=extra)
+    number = new_ticket(app)
+    agent_mail(app, number, "#close\nforged close\n", key="forged")
+    assert Ticket.get_by_id(number).status == "new"
+    assert mails("agent_report") == []
+    agent_mail(app, number, "#close\nreal close\n", key="real", headers={
+        "Authentication-Results": "mx.desk.test; dkim=pass header.d=desk.example.test; "
+                                  "spf=pass smtp.mailfrom=nora@desk.example.test"})
+    assert Ticket.get_by_id(number).status == "closed"
+    # A pass from a server we do not trust counts for nothing.
+    number = new_ticket(app, subject="second")
+    agent_mail(app, number, "#close\nspoofed\n", key="spoofed", headers={
+        "Authentication-Results": "mx.evil.test; dkim=pass header.d=desk.example.test"})
+    assert Ticket.get_by_id(number).status == "new"
 
 
-def test_staff_notifications_are_answered_to_the_comment_address(tmp_path, database_url):
-    from dataclasses import replace
-
-    settings = settings_for(tmp_path, database_url, extra=GROUPS)
-    settings = replace(settings, desk=replace(settings.desk,
-                                              comment_address="desk-comment@example.test"))
-    app = build(settings, clock=Clock())
-    try:
-        number = new_ticket(app)
-        act(app, "escalate", number, "ada", "network", "over to you")
-        [(_, escalated)] = mails("escalated")
-        assert escalated["Reply-To"].addresses[0].addr_spec == "desk-comment@example.test"
-        assert mails("ack")[0][1]["Reply-To"] is None  # users answer the desk itself
-    finally:
-        app.db.close()
+def test_staff_notifications_are_answered_to_the_comment_address(make_app):
+    app = make_app(comment_address="desk-comment@example.test")
+    number = new_ticket(app)
+    act(app, "escalate", number, "ada", "network", "over to you")
+    [(_, escalated)] = mails("escalated")
+    assert escalated["Reply-To"].addresses[0].addr_spec == "desk-comment@example.test"
+    assert mails("ack")[0][1]["Reply-To"] is None  # users answer the desk itself
 
 
 def test_files_an_agent_attaches_are_relayed_to_the_requester(app):
@@ -337,22 +334,14 @@ def test_incidents_are_marked_by_mail_command_or_method_and_recorded(app):
         "marked as an incident affecting users", "no longer an incident"]
 
 
-def test_mail_to_the_report_notes_address_is_kept_but_is_no_ticket(tmp_path, database_url):
-    from dataclasses import replace
-
+def test_mail_to_the_report_notes_address_is_kept_but_is_no_ticket(make_app):
     from mailticket.models import Message
 
-    settings = settings_for(tmp_path, database_url, extra=GROUPS)
-    settings = replace(settings, desk=replace(settings.desk,
-                                              report_notes_address="desk-notes@example.test"))
-    app = build(settings, clock=Clock())
-    try:
-        [result] = app.pipeline.process_batch([RawMail("test", "n1", make_mail(
-            subject="Payroll app: maintenance tonight 22:00", sender="apps@example.org",
-            to="desk-notes@example.test", body="Expect 30 minutes of downtime."))])
-        assert (result.ticket, result.detail) == (None, "report_note")
-        note = Message.get(Message.decision == "report_note")
-        assert (note.sender, note.ticket_id) == ("apps@example.org", None)
-        assert Ticket.select().count() == 0 and Outbox.select().count() == 0
-    finally:
-        app.db.close()
+    app = make_app(report_notes_address="desk-notes@example.test")
+    [result] = app.pipeline.process_batch([RawMail("test", "n1", make_mail(
+        subject="Payroll app: maintenance tonight 22:00", sender="apps@example.org",
+        to="desk-notes@example.test", body="Expect 30 minutes of downtime."))])
+    assert (result.ticket, result.detail) == (None, "report_note")
+    note = Message.get(Message.decision == "report_note")
+    assert (note.sender, note.ticket_id) == ("apps@example.org", None)
+    assert Ticket.select().count() == 0 and Outbox.select().count() == 0

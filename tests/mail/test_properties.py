@@ -26,10 +26,9 @@ from mailticket.intake.route import Action, route, tag_pattern
 from mailticket.mail.classify import Kind, classify
 from mailticket.mail.parse import ParsedMail, parse
 from mailticket.models import IntakeKey, Quarantine
-from mailticket.wiring import build
 from tests import corpus
-from tests.conftest import backends, create_postgres_database, drop_postgres_database
-from tests.helpers import DESK, settings_for
+from tests.conftest import app_on_backend, backends
+from tests.helpers import DESK
 
 FILES = [row["file"] for row in corpus.manifest_rows()]
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
@@ -225,17 +224,7 @@ def test_damaged_corpus_through_parse_classify_route(corpus_root, raw):
 # --- the pipeline --------------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=backends())
 def app(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("properties")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'properties.db'}"
-    else:
-        url, name = create_postgres_database()
-    application = build(settings_for(tmp, url))
-    yield application
-    application.db.close()
-    if name:
-        drop_postgres_database(name)
+    yield from app_on_backend(request, tmp_path_factory, "properties")
 
 
 _keys = count(1)
