@@ -39,3 +39,18 @@ class UnknownTicket(MailticketError):
 
 class InvalidRequest(MailticketError):
     """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
+
+
+def describe(exc: BaseException, limit: int = 2000) -> str:
+    """One line about an error for a log, a quarantine row or an outbox row.
+
+    Our own errors say what they say; anything else is prefixed with its class, since "[Errno 28] No space left" means little
+    without "OSError". A timeout says "timed out". Whitespace runs become one space; longer
+    than ``limit`` characters is cut with "...".
+    """
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    if not isinstance(exc, MailticketError) and text != exc.__class__.__name__:
+        text = f"{exc.__class__.__name__}: {text}"
+    return text if len(text) <= limit else text[:limit] + "..."
