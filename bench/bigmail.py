@@ -102,7 +102,7 @@ def in_process(mail_file: Path) -> dict:
                 figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 figures["outcome"] = result.outcome.value
                 figures["detail"] = (result.detail or "")[:60]
-            app.db.close()
+            app.close()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return figures

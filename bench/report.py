@@ -52,6 +52,7 @@ from mailticket.mail.compose import Composer  # noqa: E402
 from mailticket.models import Event, Message, Ticket  # noqa: E402
 from mailticket.reports.figures import IncidentLine, NoteLine, Period, gather  # noqa: E402
 from mailticket.reports.render import render  # noqa: E402
+from mailticket.wiring import attach, detach  # noqa: E402
 
 ZONE = ZoneInfo("America/New_York")
 CALENDAR = BusinessCalendar.from_config(timezone="America/New_York", days="mon-fri",
@@ -252,14 +253,14 @@ def timed(runs: int, action) -> tuple[float, float, object]:
     return min(times), statistics.median(times), result
 
 
-def time_reports(composer: Composer, runs: int) -> dict:
+def time_reports(db, composer: Composer, runs: int) -> dict:
     incidents = [IncidentLine(4711, "Mail delays for all users", 120, NOW - timedelta(hours=3))]
     notes = [NoteLine("Application Support <apps@example.test>", NOW - timedelta(hours=5),
                       "Release tonight", "The records system is down 22:00-23:00.\nExpect calls.")]
     results = {}
     for name, period, now in PERIODS:
         def gathered(period=period, now=now):
-            return gather(period, now, sla=SLA, incidents=incidents, notes=notes)
+            return gather(db, period, now, sla=SLA, incidents=incidents, notes=notes)
 
         def both(period=period, now=now):
             data = gathered()
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"SQLite {sqlite3.sqlite_version}"
             print(f"{kind}, Python {platform.python_version()}, peewee {peewee.__version__}, "
                   f"{platform.node()}")
-            db = dbmod.connect(url)
+            db = attach(url)
             started = time.perf_counter()
             tables = generate(args.tickets, args.seed)
             generated = time.perf_counter() - started
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             del tables
 
             composer = Composer()
-            results = time_reports(composer, args.runs)
+            results = time_reports(db, composer, args.runs)
             print_times(results, f"{args.runs} runs each, as the schema stands:")
             name = "end of shift"
             print_figures(name, results[name]["data"], results[name]["rendered"])
@@ -365,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                 db.execute_sql('CREATE INDEX IF NOT EXISTS "event_at" ON "event" ("at")')
                 if not dbmod.is_sqlite(db):
                     db.execute_sql("ANALYZE")
-                print_times(time_reports(composer, args.runs),
+                print_times(time_reports(db, composer, args.runs),
                             "with indexes on message.created_at and event.at:")
-            db.close()
+            detach(url)
         finally:
             if postgres is not None:
                 postgres.drop()

@@ -496,7 +496,7 @@ def _whois(app: Any, args: argparse.Namespace) -> int:
 
 
 def _jobs_list(app: Any, args: argparse.Namespace) -> int:
-    from mailticket.desk.jobs import JOBS, last_run
+    from mailticket.jobs import JOBS, last_run
 
     for job in JOBS.values():
         print(f"{job.name:<11} every {job.every_seconds:>4} s  last: {last_run(job.name) or 'never'}")
@@ -505,7 +505,7 @@ def _jobs_list(app: Any, args: argparse.Namespace) -> int:
 
 
 def _jobs_run(app: Any, args: argparse.Namespace) -> int:
-    from mailticket.desk.jobs import JOBS, run_job
+    from mailticket.jobs import JOBS, run_job
     from mailticket.models import utcnow
 
     if args.name not in JOBS:

@@ -67,7 +67,7 @@ class Daemon:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        from mailticket.desk.jobs import JOBS, run_job
+        from mailticket.jobs import JOBS, run_job
         from mailticket.models import utcnow
 
         def run(name: str) -> None:

@@ -1,4 +1,6 @@
-"""The database: opened from a URL (sqlite:///PATH or postgresql://...), transactions, migrations.
+"""The database: opened from a URL (sqlite:///PATH or postgresql://...), transactions,
+savepoints and prepared statements. Binding the models to it is the wiring's job
+(``wiring.attach``); the schema is ``migrations.py``'s.
 
 One place says how a transaction starts: SQLite takes the write lock up front (BEGIN IMMEDIATE)
 so that two writers never deadlock on a lock upgrade; PostgreSQL uses its default.
@@ -19,11 +21,8 @@ from mailticket.errors import ConfigError, TemporaryFailure
 
 log = logging.getLogger(__name__)
 
-database_proxy = peewee.DatabaseProxy()
-
-
 def open_database(url: str) -> peewee.Database:
-    """Open the database named by URL and bind the models to it."""
+    """A database object for URL (not yet connected, not bound to the models)."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path != ":memory:":
@@ -55,7 +54,6 @@ def open_database(url: str) -> peewee.Database:
         )
     else:
         raise ConfigError(f"database: unsupported URL {url!r}")
-    database_proxy.initialize(db)
     return db
 
 
@@ -111,37 +109,6 @@ def transaction(db: peewee.Database) -> Iterator[None]:
 def savepoint(db: peewee.Database):
     """A nested transaction: rolling it back leaves the outer one intact."""
     return db.atomic()
-
-
-_MIGRATION_LOCK = 0x6D61696C7469  # "mailti": any constant shared by every mailticket process
-
-
-def migrate(db: peewee.Database) -> int:
-    """Bring the schema up to date; return the version now in place."""
-    from mailticket import models
-
-    with db.atomic():
-        if not is_sqlite(db):
-            # Two daemons (or init-db runs) starting at once must not both create the tables.
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        db.create_tables([models.SchemaVersion], safe=True)
-        current = models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar() or 0
-        for version, step in enumerate(models.MIGRATIONS, start=1):
-            if version > current:
-                log.info("database: applying schema version %d", version)
-                step(db)
-                models.SchemaVersion.create(version=version)
-                current = version
-    return current
-
-
-def connect(url: str, create: bool = True) -> peewee.Database:
-    """Open the database and make sure its schema is current."""
-    db = open_database(url)
-    db.connect(reuse_if_open=True)
-    if create:
-        migrate(db)
-    return db
 
 
 class Prepared:

@@ -4,12 +4,15 @@ mailbox cursors and the quarantine. Times are naive UTC."""
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import datetime, timezone
 
 import peewee
 
-from mailticket.db import database_proxy, is_sqlite
+from mailticket.db import is_sqlite
+from mailticket.vocabulary import Channel, QuarantineStatus
+
+# What the models are bound to: one database per process, bound by ``wiring.attach``.
+database_proxy = peewee.DatabaseProxy()
 
 
 def utcnow() -> datetime:
@@ -77,7 +80,7 @@ class Ticket(BaseModel):
 
     number = peewee.AutoField()
     subject = peewee.TextField(default="")
-    status = peewee.CharField(max_length=16, index=True)
+    status = peewee.CharField(max_length=16, index=True)  # vocabulary.TicketStatus
     requester = peewee.TextField(index=True)
     requester_name = peewee.TextField(default="")
     cc = JSONField(default=list)
@@ -90,7 +93,7 @@ class Ticket(BaseModel):
     # The desk's procedure (schema v3): who has it, how it came in, and its clocks.
     group = peewee.CharField(max_length=40, null=True, index=True)  # a key of config groups
     agent = peewee.TextField(null=True, index=True)                 # the assigned agent's address
-    channel = peewee.CharField(max_length=16, default="email")      # email|phone|walk-in|voicemail
+    channel = peewee.CharField(max_length=16, default=Channel.EMAIL)  # vocabulary.Channel
     agency = peewee.TextField(null=True, index=True)
     resolved_at = peewee.DateTimeField(null=True)
     first_response_at = peewee.DateTimeField(null=True)
@@ -106,7 +109,7 @@ class Message(BaseModel):
     it is how a message seen twice is recognised."""
 
     ticket = peewee.ForeignKeyField(Ticket, null=True, backref="messages", index=True)
-    direction = peewee.CharField(max_length=8)  # in | out | note
+    direction = peewee.CharField(max_length=8)  # vocabulary.Direction
     message_id = peewee.TextField(unique=True)
     sender = peewee.TextField(default="")
     sender_name = peewee.TextField(default="")
@@ -156,7 +159,7 @@ class Outbox(BaseModel):
     message_id = peewee.TextField(unique=True)
     subject = peewee.TextField(default="")
     content = peewee.BlobField()
-    status = peewee.CharField(max_length=16, index=True)  # pending|sent|failed|held|bounced
+    status = peewee.CharField(max_length=16, index=True)  # vocabulary.OutboxStatus
     attempts = peewee.IntegerField(default=0)   # tries so far: drives the backoff
     refusals = peewee.IntegerField(default=0)   # 4xx answers from the relay: count to the limit
     next_attempt_at = peewee.DateTimeField(default=utcnow, index=True)
@@ -178,7 +181,7 @@ class Quarantine(BaseModel):
     source_key = peewee.TextField(default="")
     raw = peewee.BlobField()
     error = peewee.TextField()
-    status = peewee.CharField(max_length=16, default="held", index=True)  # held | released
+    status = peewee.CharField(max_length=16, default=QuarantineStatus.HELD, index=True)
     message_id = peewee.TextField(default="")
     created_at = peewee.DateTimeField(default=utcnow)
     released_at = peewee.DateTimeField(null=True)
@@ -192,7 +195,7 @@ class IntakeKey(BaseModel):
     source = peewee.TextField()
     key = peewee.TextField()
     message_id = peewee.TextField(default="")
-    outcome = peewee.CharField(max_length=16)  # recorded | duplicate | quarantined
+    outcome = peewee.CharField(max_length=16)  # vocabulary.IntakeOutcome
     message = peewee.ForeignKeyField(Message, null=True, column_name="message_ref")
     quarantine = peewee.ForeignKeyField(Quarantine, null=True)
     at = peewee.DateTimeField(default=utcnow)
@@ -238,67 +241,8 @@ ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey,
 THREAD_KEY = "thread_key"
 
 
-def _v1(db: peewee.Database) -> None:
-    db.create_tables(ALL_MODELS, safe=True)
-
-
-def _v2(db: peewee.Database) -> None:
-    """The key of the tokens in our Message-IDs; the outbox records bounces and is searched by
-    age (the caps on automatic mail)."""
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
-
-    db.create_tables([Setting], safe=True)
-    if not Setting.select().where(Setting.name == THREAD_KEY).exists():
-        Setting.create(name=THREAD_KEY, value=secrets.token_hex(32))
-    columns = {column.name for column in db.get_columns("outbox")}
-    if "bounced" not in columns:
-        migrator = (SqliteMigrator(db) if is_sqlite(db)
-                    else PostgresqlMigrator(db))
-        migrate(migrator.add_column("outbox", "bounced", JSONField(null=True)))
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "outbox_created_at" ON "outbox" ("created_at")')
-
-
-_V3_TICKET_COLUMNS = ("group", "agent", "channel", "agency", "resolved_at", "first_response_at",
-                      "response_due_at", "sla_warned_at", "sla_breached_at")
-
-
-def _v3(db: peewee.Database) -> None:
-    """Tickets learn the desk's procedure: group, agent, channel, agency and the SLA clocks;
-    outbox claims name their sender."""
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
-
-    migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
-    have = {column.name for column in db.get_columns("ticket")}
-    fields = Ticket._meta.fields
-    steps = [migrator.add_column("ticket", fields[name].column_name, fields[name])
-             for name in _V3_TICKET_COLUMNS if fields[name].column_name not in have]
-    if "claimed_by" not in {column.name for column in db.get_columns("outbox")}:
-        steps.append(migrator.add_column("outbox", "claimed_by", Outbox._meta.fields["claimed_by"]))
-    if steps:
-        migrate(*steps)
-    for name in ("group", "agent", "agency", "response_due_at"):
-        column = fields[name].column_name
-        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "ticket_{column}" ON "ticket" ("{column}")')
-
-
-def _v4(db: peewee.Database) -> None:
-    """Incidents on tickets, the report slots (issue 5), and the indexes the reports use."""
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
-
-    db.create_tables([ReportRun], safe=True)
-    if "incident_at" not in {column.name for column in db.get_columns("ticket")}:
-        migrator = SqliteMigrator(db) if is_sqlite(db) else PostgresqlMigrator(db)
-        migrate(migrator.add_column("ticket", "incident_at", Ticket._meta.fields["incident_at"]))
-    db.execute_sql('CREATE INDEX IF NOT EXISTS "ticket_incident_at" ON "ticket" ("incident_at")')
-    # The status reports count messages and events by time, and first responses.
-    for table, column in (("message", "created_at"), ("event", "at"),
-                          ("ticket", "first_response_at")):
-        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{table}_{column}" ON "{table}" ("{column}")')
-
-
-MIGRATIONS = [_v1, _v2, _v3, _v4]
-
-
-def thread_key() -> bytes:
+def thread_key(db: peewee.Database) -> bytes:
     """The desk's secret for the tokens in our Message-IDs (made by the v2 migration)."""
-    return bytes.fromhex(Setting.get(Setting.name == THREAD_KEY).value)
+    row = db.execute_sql(f'SELECT "value" FROM "setting" WHERE "name" = {db.param}',
+                         (THREAD_KEY,)).fetchone()
+    return bytes.fromhex(row[0])

@@ -4,6 +4,7 @@ the one sender (``sender.py``). A relay outage delays mail; it never loses it.""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
@@ -16,56 +17,49 @@ from mailticket.errors import TemporaryFailure
 from mailticket.mail import tokens
 from mailticket.mail.compose import (Composer, Recipient, build_message, deliverable,
                                      subject_with_tag, ticket_tag)
+from mailticket.mail.kinds import CAPPED_KINDS, MAIL_KINDS, STAFF_KINDS
 from mailticket.models import Outbox, Ticket, thread_key, utcnow
+from mailticket.vocabulary import OutboxStatus
 
 log = logging.getLogger(__name__)
 
-PENDING = "pending"
-SENT = "sent"
-FAILED = "failed"
-HELD = "held"
-BOUNCED = "bounced"
-
-# Mail that answers incoming mail by itself, with no person deciding to send it: what a loop
-# with a robot is made of. Capped per recipient and desk-wide (``limits``); the mail over a cap
-# is kept as held, with the reason, for an admin to release (``outbox retry``).
-# The alert to the desk about unverified mail is one too: a stranger's flood of tagged mail
-# must not become a flood in the staff's inboxes.
-AUTO_REPLY_KINDS = ("ack", "reopened", "unverified")
-
-# Mail to the desk's own staff: a reply to it goes to the comment address (when there is one),
-# so an agent answering a notification writes an internal note, not to the user.
-STAFF_KINDS = frozenset({"assigned", "escalated", "handed_back", "agent_report", "unverified",
-                         "breaker", "sla_warning", "sla_breach"})
-
-_RECENT_TO = Prepared(lambda a, b, c, since, held, address: Outbox.select(
-    peewee.fn.COUNT(Outbox.id)).where(
-        Outbox.kind.in_([a, b, c]) & (Outbox.created_at >= since)
-        & (Outbox.status != held) & (Outbox.primary_recipient == address)), 6)
-_RECENT_ALL = Prepared(lambda a, b, c, since, held: Outbox.select(
-    peewee.fn.COUNT(Outbox.id)).where(
-        Outbox.kind.in_([a, b, c]) & (Outbox.created_at >= since)
-        & (Outbox.status != held)), 5)
+# Automatic mail in the last hour, to one recipient and desk-wide (one marker per capped kind).
+_N = len(CAPPED_KINDS)
+_RECENT_TO = Prepared(lambda *p: Outbox.select(peewee.fn.COUNT(Outbox.id)).where(
+    Outbox.kind.in_(list(p[:_N])) & (Outbox.created_at >= p[_N]) & (Outbox.status != p[_N + 1])
+    & (Outbox.primary_recipient == p[_N + 2])), _N + 3)
+_RECENT_ALL = Prepared(lambda *p: Outbox.select(peewee.fn.COUNT(Outbox.id)).where(
+    Outbox.kind.in_(list(p[:_N])) & (Outbox.created_at >= p[_N]) & (Outbox.status != p[_N + 1])),
+    _N + 2)
 
 
 class Mailer:
     """Renders a kind of mail for a ticket and puts it in the outbox."""
 
-    def __init__(self, settings: Settings, composer: Composer,
+    def __init__(self, settings: Settings, db: peewee.Database, composer: Composer,
                  clock: Callable[[], datetime] = utcnow):
         self.settings = settings
+        self.db = db
         self.composer = composer
         self.clock = clock
         self.desk = Recipient(settings.desk.name, settings.desk.address)
         self.domain = settings.desk.address.rpartition("@")[2]
-        self.queued = 0  # how many rows this mailer has queued; the sender is woken when it grows
+        # How many rows this mailer has queued (the sender is woken when it grows); intake
+        # threads and the scheduler queue at once, hence the lock.
+        self._queued = 0
+        self._queued_lock = threading.Lock()
         self._thread_key: bytes | None = None
         self._breaker_logged_at: datetime | None = None
 
     @property
+    def queued(self) -> int:
+        with self._queued_lock:
+            return self._queued
+
+    @property
     def thread_key(self) -> bytes:
         if self._thread_key is None:
-            self._thread_key = thread_key()
+            self._thread_key = thread_key(self.db)
         return self._thread_key
 
     def queue(
@@ -78,12 +72,13 @@ class Mailer:
         context: dict[str, Any],
         in_reply_to: str | None = None,
         references: Iterable[str] = (),
-        automated: bool = True,
         auto_reply: bool = False,
         attachments: Sequence[tuple[str, str, bytes]] = (),
     ) -> Outbox:
-        """Render and queue one mail. ``auto_reply``: it answers incoming mail by itself (an
-        acknowledgement, "reopened" after a user's reply), so the caps on such mail apply."""
+        """Render and queue one mail of a kind of ``mail.kinds``. ``auto_reply``: it answers
+        incoming mail by itself (an acknowledgement, "reopened" after a user's reply), so the
+        caps on such mail apply."""
+        spec = MAIL_KINDS[kind]
         to, cc = list(to), list(cc)
         number = ticket.number if ticket is not None else None
         tag = ticket_tag(self.settings.desk.ticket_prefix, number) if number is not None else ""
@@ -103,13 +98,14 @@ class Mailer:
         comment = self.settings.desk.comment_address
         content = build_message(
             rendered, sender=self.desk, to=to, cc=cc, message_id=message_id, tag=tag,
-            ticket=number, in_reply_to=in_reply_to, references=references, automated=automated,
+            ticket=number, in_reply_to=in_reply_to, references=references,
+            automated=spec.automated,
             reply_to=Recipient(f"{self.settings.desk.name} (internal note)", comment)
             if comment and kind in STAFF_KINDS else None,
             attachments=attachments,
         )
         recipients = _unique([deliverable(r.address) for r in to + cc])
-        status, reason = PENDING, None
+        status, reason = OutboxStatus.PENDING, None
         if auto_reply:
             status, reason = self._cap_check(recipients)
         row = Outbox.create(
@@ -119,29 +115,30 @@ class Mailer:
             content=content, status=status, next_attempt_at=self.clock(), last_error=reason,
             created_at=self.clock(),
         )
-        if status == HELD:
+        if status == OutboxStatus.HELD:
             log.warning("outbox #%d held: %s", row.id, reason)
         else:
-            self.queued += 1
+            with self._queued_lock:
+                self._queued += 1
         return row
 
     def _cap_check(self, recipients: list[str]) -> tuple[str, str | None]:
         limits = self.settings.limits
-        db = Outbox._meta.database
+        db, held = self.db, OutboxStatus.HELD
         now = self.clock()
         since = now - timedelta(hours=1)
         for address in recipients:
-            recent = _RECENT_TO.first(db, *AUTO_REPLY_KINDS, since, HELD, address)[0]
+            recent = _RECENT_TO.first(db, *CAPPED_KINDS, since, held, address)[0]
             if recent >= limits.auto_replies_per_recipient_per_hour:
-                return HELD, (f"cap: {recent} automatic mails to {address} in the last hour "
+                return held, (f"cap: {recent} automatic mails to {address} in the last hour "
                               "(limits.auto_replies_per_recipient_per_hour is "
                               f"{limits.auto_replies_per_recipient_per_hour})")
-        recent = _RECENT_ALL.first(db, *AUTO_REPLY_KINDS, since, HELD)[0]
+        recent = _RECENT_ALL.first(db, *CAPPED_KINDS, since, held)[0]
         if recent >= limits.auto_replies_per_hour:
             self._breaker_tripped(now, recent)
-            return HELD, (f"desk-wide breaker: {recent} automatic mails in the last hour "
+            return held, (f"desk-wide breaker: {recent} automatic mails in the last hour "
                           f"(limits.auto_replies_per_hour is {limits.auto_replies_per_hour})")
-        return PENDING, None
+        return OutboxStatus.PENDING, None
 
     def _breaker_tripped(self, now: datetime, recent: int) -> None:
         """Tell the desk when the breaker trips: in the log (once a minute from this process)

@@ -77,9 +77,11 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def database(database_url) -> peewee.Database:
     """An open, migrated database bound to the models."""
-    db = dbmod.connect(database_url)
+    from mailticket.wiring import attach, detach
+
+    db = attach(database_url)
     yield db
-    db.close()
+    detach(database_url)
 
 
 def app_on_backend(request, tmp_path_factory, name: str):
@@ -96,6 +98,6 @@ def app_on_backend(request, tmp_path_factory, name: str):
         url, database = create_postgres_database()
     application = build(settings_for(tmp, url))
     yield application
-    application.db.close()
+    application.close()
     if database:
         drop_postgres_database(database)

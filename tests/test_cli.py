@@ -25,7 +25,7 @@ def ticket(config, tmp_path):
 
     app = build(configmod.load(config))
     [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
-    app.db.close()
+    app.close()
     return result.ticket
 
 
@@ -131,7 +131,7 @@ def test_quarantine_list_and_retry(capsys, config):
 
     app = build(configmod.load(config))
     app.pipeline.process_batch([RawMail("test", "1/9", b"Subject: nobody\r\n\r\nhi\r\n")])
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", config, "quarantine", "list", "--json")
     [held] = json.loads(out)
     assert "sender" in held["error"]
@@ -161,7 +161,7 @@ def test_terminal_escapes_in_mail_never_reach_the_agents_terminal(capsys, config
     app = build(configmod.load(config))
     [result] = app.pipeline.process_batch([RawMail("test", "1/5", make_mail(
         subject="Help", body="Hello \x1b]0;pwned\x07 \x1b[2J\x1b[31mred\tand\nnext line"))])
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", config, "ticket", "show", str(result.ticket))
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
@@ -193,7 +193,7 @@ def test_list_limit_shows_the_newest(capsys, config, ticket):
 
     app = build(configmod.load(config))
     app.pipeline.process_batch([RawMail("test", "1/2", make_mail(subject="Second request"))])
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", config, "ticket", "list", "--limit", "1", "--json")
     assert [t["subject"] for t in json.loads(out)] == ["Second request"]
 
@@ -216,7 +216,7 @@ def test_assign_escalate_resolve_close(capsys, process_config):
 
     app = build(configmod.load(process_config))
     [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
-    app.db.close()
+    app.close()
     n = str(result.ticket)
     code, out, _ = run(capsys, "--config", process_config, "ticket", "assign", n, "ada",
                        "--as", "ada")
@@ -251,7 +251,7 @@ def test_procedure_mistakes_are_one_line_and_exit_1(capsys, process_config, args
 
     app = build(configmod.load(process_config))
     [result] = app.pipeline.process_batch([RawMail("test", "1/1", make_mail())])
-    app.db.close()
+    app.close()
     args = [a.format(n=result.ticket) for a in args]
     code, out, err = run(capsys, "--config", process_config, "ticket", *args)
     assert (code, out, err) == (cli.EXIT_FAILED, "", message)
@@ -281,7 +281,7 @@ def test_other_channels_whois_jobs_and_list_filters(capsys, tmp_path, database_u
     old = utcnow() - timedelta(days=4)
     app = build(configmod.load(config), clock=lambda: old)
     app.pipeline.process_batch([RawMail("test", "1/1", make_mail(sender="cop@spd.example.gov"))])
-    app.db.close()
+    app.close()
 
     code, out, _ = run(capsys, "--config", config, "ticket", "new", "--requester",
                        "Walk@Example.org", "--channel", "walk-in", "--subject", "Badge broken",
@@ -341,7 +341,7 @@ def test_show_prints_one_timeline_with_the_sla_clock(capsys, process_config):
     from mailticket.db import transaction
     with transaction(app.db):
         app.desk.reply(result.ticket, "ada", "On it.")
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", process_config, "ticket", "show", str(result.ticket))
     assert code == 0
     assert ("SLA:       first response due 2026-11-25 09:00 UTC; answered 2026-11-24 09:30 UTC "
@@ -407,7 +407,7 @@ def test_whois_json_and_list_by_agent(capsys, tmp_path, database_url):
     app.pipeline.process_batch([RawMail("test", "1/2", make_mail(subject="other"))])
     with transaction(app.db):
         app.desk.assign(first.ticket, "ada", "nora")
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", config, "ticket", "list", "--agent", "Nora", "--json")
     assert [t["number"] for t in json.loads(out)] == [first.ticket]
 
@@ -421,7 +421,7 @@ def test_outbox_list_failed_shows_bounced_mail(capsys, config, ticket):
         Outbox.update(status="bounced", last_error="bounced: ann@example.org 5.1.1",
                       bounced=[{"recipient": "ann@example.org", "status": "5.1.1",
                                 "detail": "user unknown", "at": "2026-11-24T09:00:00"}]).execute()
-    app.db.close()
+    app.close()
     code, out, _ = run(capsys, "--config", config, "outbox", "list", "--failed", "--json")
     [row] = json.loads(out)
     assert (code, row["status"], row["bounced"][0]["recipient"]) == (0, "bounced",

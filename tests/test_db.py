@@ -12,8 +12,11 @@ import pytest
 
 from mailticket import db as dbmod
 from mailticket.errors import TemporaryFailure
-from mailticket.models import ALL_MODELS, MIGRATIONS, SchemaVersion, Ticket, thread_key
+from mailticket.migrations import MIGRATIONS
+from mailticket.models import ALL_MODELS, SchemaVersion, Ticket, thread_key
 from mailticket.db import _hung_up
+from mailticket.migrations import migrate
+from mailticket.wiring import attach, detach
 from tests.conftest import backends
 from tests.servers import wait_until
 from tests.helpers import write_config
@@ -25,15 +28,14 @@ POSTGRES_ONLY = [b for b in backends() if b == "postgres"]
 
 def test_migrate_is_idempotent(database):
     latest = len(MIGRATIONS)
-    assert dbmod.migrate(database) == dbmod.migrate(database) == latest
+    assert migrate(database) == migrate(database) == latest
     assert SchemaVersion.select().count() == latest
 
 
 def test_a_version_1_database_is_brought_up_to_date(database_url):
     """A database made by the first release (no bounced column, no key, no ticket procedure
     columns) gains them, keeping its rows."""
-    database = dbmod.open_database(database_url)
-    database.connect()
+    database = attach(database_url, migrate=False)
     with database.atomic():
         database.create_tables([SchemaVersion, *ALL_MODELS])
         Ticket.create(subject="old", status="open", requester="ann@example.org")
@@ -44,19 +46,19 @@ def test_a_version_1_database_is_brought_up_to_date(database_url):
             database.execute_sql(f'ALTER TABLE "ticket" DROP COLUMN "{column}"')
         SchemaVersion.create(version=1)
     assert "bounced" not in {c.name for c in database.get_columns("outbox")}
-    assert dbmod.migrate(database) == len(MIGRATIONS)
+    assert migrate(database) == len(MIGRATIONS)
     assert "bounced" in {c.name for c in database.get_columns("outbox")}
-    assert len(thread_key()) == 32
+    assert len(thread_key(database)) == 32
     assert {"group", "channel", "response_due_at", "incident_at"} <= {
         c.name for c in database.get_columns("ticket")}
     old = Ticket.get()
     assert (old.subject, old.channel, old.group) == ("old", "email", None)
-    database.close()
+    detach(database_url)
 
 
 @pytest.mark.parametrize("backend", POSTGRES_ONLY)
 def test_a_connection_dropped_by_the_server_is_replaced(backend, fresh_postgres_url):
-    database = dbmod.connect(fresh_postgres_url)
+    database = attach(fresh_postgres_url)
     pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     admin = psycopg2.connect(fresh_postgres_url.replace("postgresql://", "postgres://"))
     admin.autocommit = True
@@ -66,13 +68,13 @@ def test_a_connection_dropped_by_the_server_is_replaced(backend, fresh_postgres_
     # Noticed before it is used (no round trip): the next transaction simply works.
     with dbmod.transaction(database):
         assert Ticket.select().count() == 0
-    database.close()
+    detach(fresh_postgres_url)
 
 
 @pytest.mark.parametrize("backend", POSTGRES_ONLY)
 def test_a_connection_that_dies_inside_a_transaction_fails_it_as_temporary(backend,
                                                                          fresh_postgres_url):
-    database = dbmod.connect(fresh_postgres_url)
+    database = attach(fresh_postgres_url)
     with pytest.raises(TemporaryFailure):
         with dbmod.transaction(database):
             pid = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
@@ -83,7 +85,7 @@ def test_a_connection_that_dies_inside_a_transaction_fails_it_as_temporary(backe
             Ticket.select().count()
     with dbmod.transaction(database):  # the next one works on a new connection
         assert Ticket.select().count() == 0
-    database.close()
+    detach(fresh_postgres_url)
 
 
 @pytest.mark.parametrize("backend", POSTGRES_ONLY)

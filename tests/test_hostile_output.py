@@ -12,7 +12,7 @@ from email.policy import default
 import pytest
 
 from mailticket.intake.items import Outcome, RawMail
-from mailticket.mail import compose
+from mailticket.mail import compose, kinds
 from mailticket.mail.htmltext import html_to_text
 from mailticket.mail.parse import parse
 from mailticket.models import Attachment, Outbox, Ticket
@@ -56,7 +56,7 @@ EVALUATED = ("1337", "L1L2", "L1", "<Config")  # what evaluating it would have w
 def app(tmp_path, database_url):
     application = build(settings_for(tmp_path, database_url))
     yield application
-    application.db.close()
+    application.close()
 
 
 def feed(app, raw: bytes, key: str = "1"):
@@ -120,13 +120,13 @@ def test_encoded_control_characters_in_a_name_set_no_header_nor_recipient(app, n
 def test_build_message_sets_only_our_headers_whatever_the_values(text):
     # What parse already cleans is not relied on: raw values straight into the composer.
     composer = compose.Composer()
-    context = compose.sample_context("ack")
+    context = kinds.sample_context("ack")
     context["ticket"] = {**context["ticket"], "subject": text, "requester_name": text}
     rendered = composer.render("ack", context)
     common = dict(sender=compose.Recipient("Desk", "desk@example.test"),
                   message_id="<ours@example.test>", tag="[DESK #42]", ticket=42)
     benign = compose.build_message(
-        composer.render("ack", compose.sample_context("ack")),
+        composer.render("ack", kinds.sample_context("ack")),
         to=[compose.Recipient("Ann", "ann@example.org")],
         in_reply_to="<theirs@example.org>", references=["<root@example.org>"], **common)
     sent = compose.build_message(
@@ -153,12 +153,12 @@ def hostile_context(kind: str, value: str) -> dict:
         if isinstance(node, dict):
             return {key: replace(item) for key, item in node.items()}
         return value if isinstance(node, str) else node
-    context = compose.sample_context(kind)
+    context = kinds.sample_context(kind)
     return {key: (item if key in ("desk", "tag") else replace(item))
             for key, item in context.items()}
 
 
-@pytest.mark.parametrize("kind", compose.KINDS)
+@pytest.mark.parametrize("kind", kinds.KINDS)
 def test_html_part_escapes_what_a_person_wrote(kind):
     rendered = compose.Composer().render(kind, hostile_context(kind, MARKUP + " & \"q\" 'q'"))
     if rendered.html is not None:
@@ -166,7 +166,7 @@ def test_html_part_escapes_what_a_person_wrote(kind):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
 
 
-@pytest.mark.parametrize("kind", compose.KINDS)
+@pytest.mark.parametrize("kind", kinds.KINDS)
 def test_template_code_written_by_a_sender_is_never_evaluated(kind):
     rendered = compose.Composer().render(kind, hostile_context(kind, TEMPLATE_CODE))
     everything = rendered.subject + rendered.text + (rendered.html or "")

@@ -1,4 +1,5 @@
-"""Imports flow one way (DESIGN.md): sources -> pipeline -> desk -> outbox -> compose.
+"""Imports flow one way (DESIGN.md): sources -> pipeline -> desk -> outbox -> compose, with no
+cycle between modules or packages.
 
 Reads each module's imports with ast, so a layering slip fails here rather than in review.
 """
@@ -21,15 +22,68 @@ def modules():
         yield ".".join(parts), path
 
 
+MODULES = dict(modules())
+
+
 def imports_of(path: Path) -> set[str]:
+    """Every name of ours the module imports, relative imports resolved: ``from a import b``
+    gives ``a`` and ``a.b`` (which may be a module or a name in ``a``)."""
+    package = [name for name, p in MODULES.items() if p == path][0]
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[:len(parts) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            if base:
+                found.add(base)
+            found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
     return {name for name in found if name.startswith("mailticket")}
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports (names that are not modules are dropped)."""
+    return {name: {i for i in imports_of(path) if i in MODULES and i != name}
+            for name, path in MODULES.items()}
+
+
+def package_of(module: str) -> str:
+    """``mailticket.desk.jobs`` -> ``mailticket.desk``; a top-level module is its own."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle in ``graph`` as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
 
 
 # (modules matching this prefix, may not import anything matching these prefixes)
@@ -42,7 +96,15 @@ FORBIDDEN = [
     ("mailticket.intake.smtp", ("mailticket.models", "mailticket.desk", "mailticket.outbox")),
     ("mailticket.intake.route", ("mailticket.models", "mailticket.db", "mailticket.outbox")),
     ("mailticket.sender", ("mailticket.desk", "mailticket.intake", "mailticket.outbox")),
-    ("mailticket.models", ("mailticket.desk", "mailticket.intake", "mailticket.outbox")),
+    ("mailticket.models", ("mailticket.desk", "mailticket.intake", "mailticket.outbox",
+                           "mailticket.migrations", "mailticket.wiring")),
+    ("mailticket.db", ("mailticket.models", "mailticket.migrations", "mailticket.desk",
+                       "mailticket.outbox")),
+    ("mailticket.reports", ("mailticket.intake", "mailticket.sender", "mailticket.transport",
+                            "mailticket.jobs", "mailticket.wiring")),
+    ("mailticket.vocabulary", ("mailticket.",)),
+    # The desk's jobs are the desk's; the table of every job (mailticket.jobs) sits above both.
+    ("mailticket.desk", ("mailticket.reports", "mailticket.jobs", "mailticket.wiring")),
 ]
 
 
@@ -53,7 +115,8 @@ def test_imports_flow_one_way(name, path):
         if name == prefix or name.startswith(prefix + "."):
             bad = sorted(i for i in imported if i.startswith(banned))
             assert not bad, f"{name} imports {bad}"
-    if name not in ("mailticket.__main__", "mailticket.cli"):
+    if name not in ("mailticket.__main__", "mailticket.cli") and not name.startswith(
+            "mailticket.cli."):
         assert not any(i in ("mailticket.cli", "mailticket.daemon") or
                        i.startswith(("mailticket.cli.", "mailticket.daemon."))
                        for i in imported), f"{name} imports the cli or the daemon"
@@ -63,3 +126,23 @@ def test_every_module_says_what_it_owns():
     missing = [name for name, path in modules()
                if not ast.get_docstring(ast.parse(path.read_text()))]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_no_module_imports_itself_in_a_circle():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+def test_no_package_imports_itself_in_a_circle():
+    graph: dict[str, set[str]] = {}
+    for module, targets in module_graph().items():
+        package = package_of(module)
+        graph.setdefault(package, set()).update(
+            package_of(t) for t in targets if package_of(t) != package)
+    cycle = find_cycle(graph)
+    assert cycle is None, "package cycle: " + " -> ".join(cycle or ())
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None

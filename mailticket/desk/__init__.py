@@ -1,1 +1,2 @@
-"""The desk: the ticket lifecycle and the domain rules (escalation, SLAs and reports come later)."""
+"""The desk: the domain. Tickets and their lifecycle (``tickets.Desk``), agents' commands, the
+timed jobs (SLA checks, auto-close), and the read-only queries the CLI, jobs and reports share."""

@@ -1,6 +1,7 @@
 """The desk's timed jobs: SLA warnings and breach alerts, and closing resolved tickets nobody
 answered. Each job is a function of the moment it runs "as at", so the scheduler, the command
-line (``jobs run NAME --at ...``) and the tests run the same code with no sleeping.
+line (``jobs run NAME --at ...``) and the tests run the same code with no sleeping; the table of
+jobs is ``mailticket.jobs``.
 
 Each job is safe to run twice, or from two daemons at once: a ticket is locked (PostgreSQL) and
 its state decides (``sla_warned_at``, ``sla_breached_at``, status ``resolved``) before anything
@@ -10,26 +11,18 @@ is sent, inside one transaction per ticket.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import peewee
 
 from mailticket.db import transaction
-from mailticket.desk.tickets import CLOSED, NEW, OPEN, RESOLVED, SYSTEM, Desk, _ticket_context
+from mailticket.desk.core import ticket_context
+from mailticket.desk.tickets import Desk
 from mailticket.mail.compose import Recipient
-from mailticket.models import Event, Setting, Ticket
+from mailticket.models import Event, Ticket
+from mailticket.vocabulary import SYSTEM_ACTOR, TicketStatus
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    every_seconds: int
-    description: str
-    run: Callable[[Desk, peewee.Database, datetime], str]
 
 
 def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
@@ -41,7 +34,7 @@ def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
     # closed hours after that point still has only warn_before left, hence next_open.
     warn_until = sla.calendar.next_open(sla.calendar.add(now, sla.warn_before))
     waiting = (Ticket.select(Ticket.number)
-               .where(Ticket.first_response_at.is_null(), Ticket.status.in_([NEW, OPEN]),
+               .where(Ticket.first_response_at.is_null(), Ticket.status.in_(TicketStatus.awaiting_response()),
                       Ticket.response_due_at.is_null(False),
                       Ticket.sla_breached_at.is_null(),
                       (Ticket.response_due_at <= now)
@@ -52,7 +45,7 @@ def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
     for (number,) in list(waiting.tuples()):
         with transaction(db):
             ticket = desk.get(number)
-            if (ticket.first_response_at is not None or ticket.status not in (NEW, OPEN)
+            if (ticket.first_response_at is not None or ticket.status not in TicketStatus.awaiting_response()
                     or ticket.sla_breached_at is not None):
                 continue
             due = ticket.response_due_at
@@ -71,11 +64,11 @@ def _warn(desk: Desk, ticket: Ticket, now: datetime) -> None:
     ticket.save()
     group = desk.settings.process.group(ticket.group or "")
     to = group.recipients if group else desk.settings.desk.alerts_to
-    Event.create(ticket=ticket, actor=SYSTEM, kind="sla_warning",
+    Event.create(ticket=ticket, actor=SYSTEM_ACTOR, kind="sla_warning",
                  detail=f"first response due {ticket.response_due_at:%Y-%m-%d %H:%M} UTC", at=now)
     if to:
         desk.mailer.queue("sla_warning", ticket, to=[Recipient("", a) for a in to],
-                          context={"ticket": _ticket_context(ticket)})
+                          context={"ticket": ticket_context(ticket)})
 
 
 def _breach(desk: Desk, ticket: Ticket, now: datetime) -> None:
@@ -85,14 +78,14 @@ def _breach(desk: Desk, ticket: Ticket, now: datetime) -> None:
     process = desk.settings.process
     lead = [a for g in process.groups if g.level == 3 for a in g.recipients]
     to = lead or list(desk.settings.desk.alerts_to)
-    Event.create(ticket=ticket, actor=SYSTEM, kind="sla_breach",
+    Event.create(ticket=ticket, actor=SYSTEM_ACTOR, kind="sla_breach",
                  detail=f"no first response by {ticket.response_due_at:%Y-%m-%d %H:%M} UTC",
                  at=now)
     log.warning("ticket #%d: first response overdue (due %s)", ticket.number,
                 ticket.response_due_at)
     if to:
         desk.mailer.queue("sla_breach", ticket, to=[Recipient("", a) for a in dict.fromkeys(to)],
-                          context={"ticket": _ticket_context(ticket)})
+                          context={"ticket": ticket_context(ticket)})
 
 
 def auto_close(desk: Desk, db: peewee.Database, now: datetime) -> str:
@@ -102,58 +95,15 @@ def auto_close(desk: Desk, db: peewee.Database, now: datetime) -> str:
     wait = sla.calendar.business_time(sla.verify_close_after)
     closed = 0
     candidates = (Ticket.select(Ticket.number, Ticket.resolved_at)
-                  .where(Ticket.status == RESOLVED, Ticket.resolved_at.is_null(False))
+                  .where(Ticket.status == TicketStatus.RESOLVED, Ticket.resolved_at.is_null(False))
                   .order_by(Ticket.resolved_at))
     for number, resolved_at in list(candidates.tuples()):
         if sla.calendar.between(resolved_at, now) < wait:
             continue
         with transaction(db):
             ticket = desk.get(number)
-            if ticket.status != RESOLVED or ticket.status == CLOSED:
+            if ticket.status != TicketStatus.RESOLVED:
                 continue
-            desk.close(number, SYSTEM, ticket.resolution or "resolved; no reply from the user")
+            desk.close(number, SYSTEM_ACTOR, ticket.resolution or "resolved; no reply from the user")
             closed += 1
     return f"{closed} closed"
-
-
-def reports(desk: Desk, db: peewee.Database, now: datetime) -> str:
-    """Send the status reports whose slot has come (reports/runner.py)."""
-    from mailticket.reports.runner import run_due  # the reports sit above the desk
-
-    return run_due(desk, db, now)
-
-
-JOBS = {
-    "sla-check": Job("sla-check", 60, "warn groups before the first-response target, alert the "
-                     "service lead on a breach", sla_check),
-    "auto-close": Job("auto-close", 300, "close resolved tickets the user did not answer within "
-                      "sla.verify_close_after", auto_close),
-    "reports": Job("reports", 60, "send each status report once per slot (late within "
-                   "reports.grace, else skipped)", reports),
-}
-
-
-def run_job(name: str, desk: Desk, db: peewee.Database, now: datetime) -> str:
-    """Run one job as at ``now`` and record when it ran (for ``jobs list``)."""
-    job = JOBS[name]
-    # What the job changes on tickets is dated as at ``now`` (history, closed_at); the mail it
-    # queues is due at once all the same (the outbox keeps the real clock).
-    clock = desk.clock
-    desk.clock = lambda: now
-    try:
-        result = job.run(desk, db, now)
-    finally:
-        desk.clock = clock
-    with transaction(db):
-        key = f"job:{name}:last_run"
-        value = f"{now.isoformat(timespec='seconds')} {result}"
-        # An upsert: two daemons finishing the same job at once must not collide.
-        (Setting.insert(name=key, value=value)
-         .on_conflict(conflict_target=[Setting.name], update={Setting.value: value}).execute())
-    log.info("job %s as at %s: %s", name, now.isoformat(timespec="seconds"), result)
-    return result
-
-
-def last_run(name: str) -> str | None:
-    row = Setting.get_or_none(Setting.name == f"job:{name}:last_run")
-    return row.value if row else None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
+
+from mailticket.vocabulary import IntakeOutcome
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,9 @@ class Cursor:
     last_uid: int
 
 
-class Outcome(enum.Enum):
-    RECORDED = "recorded"        # applied to a ticket (or kept as non-ticket mail)
-    DUPLICATE = "duplicate"      # seen before (same source key, or same Message-ID)
-    QUARANTINED = "quarantined"  # could not be processed; kept with its error
+# What became of a message (recorded, duplicate, quarantined): the vocabulary's, stored on its
+# intake key and answered to the source.
+Outcome = IntakeOutcome
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -20,14 +20,16 @@ import peewee
 from mailticket.config import Agent, Settings
 from mailticket.db import Prepared, savepoint, transaction
 from mailticket.desk.tickets import Arrival, Desk
-from mailticket.errors import InvalidRequest, MailticketError, TemporaryFailure
+from mailticket.errors import InvalidRequest, MailticketError, TemporaryFailure, describe
+from mailticket.intake.apply import apply
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
-from mailticket.intake.route import Action, Decision, route, tag_pattern
+from mailticket.intake.route import Action, route, tag_pattern
 from mailticket.mail import bounces
 from mailticket.mail.authres import vouched_by
 from mailticket.mail.classify import Kind, classify
 from mailticket.mail.parse import ParsedMail, ParseLimits, parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
+from mailticket.vocabulary import QuarantineStatus
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("mailticket.decisions")
@@ -44,8 +46,17 @@ _EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(
 _SYSTEMIC_FAILURES = (peewee.OperationalError, peewee.ProgrammingError, peewee.InterfaceError,
                       peewee.InternalError, peewee.NotSupportedError, OSError)
 
-_OUTCOME_OF_KEY = {"recorded": Outcome.RECORDED, "duplicate": Outcome.DUPLICATE,
-                   "quarantined": Outcome.QUARANTINED}
+@dataclass(frozen=True)
+class Taken:
+    """What became of one message, as its intake key, the decision log and the source see it."""
+
+    outcome: Outcome
+    reason: str
+    message_id: str = ""
+    verdict: str = "-"          # mail.classify.Kind, when it got that far
+    action: str = "-"           # route.Action, or what stopped it first (seen, duplicate, error)
+    ticket: int | None = None
+    message_ref: int | None = None  # the Message row it made (or duplicates)
 
 
 class Pipeline:
@@ -85,7 +96,7 @@ class Pipeline:
             chunk = keys[start:start + 500]
             for row in IntakeKey.select(IntakeKey.key, IntakeKey.outcome).where(
                     IntakeKey.source == source, IntakeKey.key.in_(chunk)):
-                found[row.key] = _OUTCOME_OF_KEY[row.outcome]
+                found[row.key] = Outcome(row.outcome)
         return found
 
     def process_batch(self, items: list[RawMail], cursor: Cursor | None = None) -> list[Result]:
@@ -115,14 +126,14 @@ class Pipeline:
             held = Quarantine.get_or_none(Quarantine.id == quarantine_id)
             if held is None:
                 raise InvalidRequest(f"no quarantined message #{quarantine_id}")
-            if held.status != "held":
+            if held.status != QuarantineStatus.HELD:
                 raise InvalidRequest(f"quarantined message #{quarantine_id} was already released")
             item = RawMail(source=held.source, key=f"quarantine/{held.id}", raw=bytes(held.raw))
             try:
                 with savepoint(self.db):
                     result = self._process(item)
             except Exception as exc:  # noqa: BLE001 - the whole point is to keep it
-                held.error = _describe(exc)
+                held.error = describe(exc)
                 held.save()
                 log.warning("quarantine #%d still fails: %s", held.id, held.error)
                 return Result(item.key, Outcome.QUARANTINED, detail=held.error)
@@ -130,7 +141,7 @@ class Pipeline:
                 held.error = result.detail
                 held.save()
                 return result
-            held.status = "released"
+            held.status = QuarantineStatus.RELEASED
             held.released_at = self.clock()
             held.ticket = result.ticket
             held.save()
@@ -144,10 +155,11 @@ class Pipeline:
     def _guarded(self, item: RawMail) -> Result:
         seen = _SEEN_KEY.first(self.db, item.source, item.key)
         if seen is not None:
-            outcome = _OUTCOME_OF_KEY[seen[0]]
+            outcome = Outcome(seen[0])
             if outcome is Outcome.RECORDED:
                 outcome = Outcome.DUPLICATE
-            return Result(item.key, outcome, detail="already taken in from this source")
+            return self._settle(item, Taken(outcome, "already taken in from this source",
+                                            action="seen"), record=False)
         failure: Exception | None = None
         for attempt in (1, 2):
             try:
@@ -169,79 +181,78 @@ class Pipeline:
             log.error("message %s from %s failed; quarantining it", item.key, item.source,
                       exc_info=failure)
         with savepoint(self.db):
-            return self._quarantine(item, _describe(failure))
+            return self._quarantine(item, Taken(Outcome.QUARANTINED, describe(failure),
+                                                action="error"))
 
     def _process(self, item: RawMail) -> Result:
-        limit = self.settings.limits.max_message_bytes
-        oversized = item.oversized or (len(item.raw) if len(item.raw) > limit else 0)
-        if oversized:
-            mail = self._parse_oversized(item, oversized, limit)
-        else:
-            mail = parse(item.raw, limits=self.parse_limits)
-        earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
-        if earlier is not None and not _same_mail(mail, earlier):
-            # Some robots reuse one Message-ID for different mails: keep this one as its own.
-            mail = replace(mail, message_id=_reused_id(mail), message_id_synthesized=True,
-                           defects=mail.defects + (f"Message-ID {mail.message_id} was already "
-                                                   "used by a different message",))
-            earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
+        """parse -> (duplicate?) -> classify -> (bounce analysis) -> route -> the desk."""
+        mail = self._parse(item)
+        mail, earlier = self._identify(mail)
         if earlier is not None:
-            earlier_id, ticket = earlier[0], earlier[1]
-            IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
-                             outcome="duplicate", message=earlier_id, at=self.clock())
-            decisions.info("%s duplicate of message %d (ticket %s)", mail.message_id, earlier_id,
-                           ticket)
-            return Result(item.key, Outcome.DUPLICATE, ticket=ticket,
-                          detail="same Message-ID seen before")
+            return self._settle(item, Taken(
+                Outcome.DUPLICATE, "same Message-ID seen before", mail.message_id,
+                action="duplicate", ticket=earlier[1], message_ref=earlier[0]))
         verdict = classify(mail, self.desk.own_addresses)
-        notes = self.settings.desk.report_notes_address
-        if notes and verdict.acknowledge and self._addressed_to(mail, notes):
-            # Notes for the status report (application support...): kept, not a ticket, not
-            # answered; the next report of each kind includes them.
-            arrival = Arrival(mail, verdict, "report_note", f"mail to {notes}",
-                              raw_sha256=self.desk.store.put(item.raw), source=item.source)
-            message = self.desk.keep(arrival)
-            IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
-                             outcome="recorded", message=message, at=self.clock())
-            decisions.info("%s from=%s decision=report_note", mail.message_id,
-                           mail.sender.address if mail.sender else "-")
-            return Result(item.key, Outcome.RECORDED, detail="report_note")
         agent = self._agent_of(mail)
-        report = bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None
         decision = route(mail, verdict, self.desk, tag=self.tag,
                          reopen_window=self.reopen_window, now=self.clock(),
                          thread_key=self.desk.mailer.thread_key,
                          outsider_mail=self.settings.desk.outsider_mail,
-                         about=report.original_ids if report else (),
-                         agents=self.agents, from_agent=agent is not None)
+                         bounce=bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None,
+                         agents=self.agents, from_agent=agent is not None,
+                         report_notes_address=self.settings.desk.report_notes_address,
+                         comment_address=self.settings.desk.comment_address)
+        taken = Taken(Outcome.RECORDED, decision.reason, mail.message_id, verdict.kind.value,
+                      decision.action.value)
         if decision.action is Action.QUARANTINE:
-            decisions.info("%s verdict=%s decision=quarantine (%s)", mail.message_id,
-                           verdict.kind.value, decision.reason)
-            return self._quarantine(item, decision.reason, message_id=mail.message_id)
+            return self._quarantine(item, replace(taken, outcome=Outcome.QUARANTINED))
         # An oversized message's whole bytes are kept in the store when we have them (not in
         # the database); when the source took only the header, the original stays with it.
-        arrival = Arrival(mail, verdict, decision.action.value, decision.reason,
+        arrival = Arrival(mail, verdict, decision.recorded, decision.reason,
                           raw_sha256=self.desk.store.put(item.raw), source=item.source)
-        if report is not None and decision.action in (Action.ATTACH, Action.IGNORE):
-            message = self.desk.bounced(decision.ticket, arrival, report)
-        else:
-            message = self._apply(decision, arrival, agent)
-        # A message whose original stays with the source (only its header was taken) goes to the
-        # source's quarantine (IMAP: quarantine_folder), though its ticket was made.
-        kept_aside = bool(item.oversized)
-        IntakeKey.create(source=item.source, key=item.key, message_id=mail.message_id,
-                         outcome="quarantined" if kept_aside else "recorded", message=message,
-                         at=self.clock())
-        decisions.info("%s from=%s verdict=%s (%s) decision=%s (%s) ticket=%s",
-                       mail.message_id, mail.sender.address if mail.sender else "-",
-                       verdict.kind.value, verdict.reason, decision.action.value, decision.reason,
-                       message.ticket_id)
-        if kept_aside:
-            return Result(item.key, Outcome.QUARANTINED, ticket=message.ticket_id,
-                          detail=f"{decision.action.value}; over limits.max_message_size: the "
-                                 "ticket was made from its header, the original is kept aside")
-        return Result(item.key, Outcome.RECORDED, ticket=message.ticket_id,
-                      detail=decision.action.value)
+        message = apply(self.desk, decision, arrival, agent)
+        taken = replace(taken, ticket=message.ticket_id, message_ref=message.id)
+        if item.oversized:
+            # Its original stays with the source (only its header was taken) and goes to the
+            # source's quarantine (IMAP: quarantine_folder), though its ticket was made.
+            return self._settle(item, replace(taken, outcome=Outcome.QUARANTINED), detail=(
+                f"{decision.action.value}; over limits.max_message_size: the ticket was made "
+                "from its header, the original is kept aside"))
+        return self._settle(item, taken, detail=decision.action.value)
+
+    def _parse(self, item: RawMail) -> ParsedMail:
+        limit = self.settings.limits.max_message_bytes
+        oversized = item.oversized or (len(item.raw) if len(item.raw) > limit else 0)
+        if oversized:
+            return self._parse_oversized(item, oversized, limit)
+        return parse(item.raw, limits=self.parse_limits)
+
+    def _identify(self, mail: ParsedMail) -> tuple[ParsedMail, tuple | None]:
+        """The mail, and the earlier message it duplicates (id, ticket) if it was seen before.
+        Some robots reuse one Message-ID for different mails: such a mail is kept as its own,
+        under an id made from what stays the same on every route."""
+        earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
+        if earlier is not None and not _same_mail(mail, earlier):
+            mail = replace(mail, message_id=_reused_id(mail), message_id_synthesized=True,
+                           defects=mail.defects + (f"Message-ID {mail.message_id} was already "
+                                                   "used by a different message",))
+            earlier = _EARLIER_MESSAGE.first(self.db, mail.message_id)
+        return mail, earlier
+
+    def _settle(self, item: RawMail, taken: Taken, *, detail: str | None = None,
+                record: bool = True, quarantine: Quarantine | None = None) -> Result:
+        """The one end of every message's way through: its intake key recorded (unless it has
+        one), one decision-log line, and the result for the source."""
+        if record:
+            IntakeKey.create(source=item.source, key=item.key, message_id=taken.message_id,
+                             outcome=taken.outcome, message=taken.message_ref,
+                             quarantine=quarantine, at=self.clock())
+        decisions.info("%s source=%s key=%s verdict=%s action=%s ticket=%s outcome=%s (%s)",
+                       taken.message_id or "-", item.source, item.key, taken.verdict,
+                       taken.action, taken.ticket if taken.ticket is not None else "-",
+                       taken.outcome, taken.reason)
+        return Result(item.key, taken.outcome, ticket=taken.ticket,
+                      detail=taken.reason if detail is None else detail)
 
     def _agent_of(self, mail: ParsedMail) -> Agent | None:
         """The configured agent who sent ``mail``; with agents_require_authentication, only when
@@ -251,24 +262,10 @@ class Pipeline:
         if agent is None or not process.agents_require_authentication:
             return agent
         if vouched_by(mail, process.trusted_authserv_ids) is None:
-            decisions.info("%s from agent %s without a trusted DKIM/SPF pass: a user's mail",
-                           mail.message_id, agent.address)
+            log.info("%s from agent %s without a trusted DKIM/SPF pass: a user's mail",
+                     mail.message_id, agent.address)
             return None
         return agent
-
-    def _to_comment_address(self, mail: ParsedMail) -> bool:
-        comment = self.settings.desk.comment_address
-        return bool(comment) and self._addressed_to(mail, comment)
-
-    @staticmethod
-    def _addressed_to(mail: ParsedMail, address: str) -> bool:
-        """Whether ``mail`` was sent to ``address``: To, Cc, or the envelope recipient the MTA
-        recorded (Delivered-To, X-Original-To)."""
-        address = address.lower()
-        if any(a.key == address for a in mail.to + mail.cc):
-            return True
-        return any(address in value.lower() for name in ("delivered-to", "x-original-to")
-                   for value in mail.headers.get(name, ()))
 
     def _parse_oversized(self, item: RawMail, size: int, limit: int) -> ParsedMail:
         """A message over limits.max_message_size still makes its ticket, from its header:
@@ -285,38 +282,15 @@ class Pipeline:
         return replace(mail, dropped=mail.dropped + (note,),
                        body=mail.body or "(not read: the message was over the size limit)")
 
-    def _apply(self, decision: Decision, arrival: Arrival, agent: Agent | None) -> Message:
-        action, desk = decision.action, self.desk
-        if action is Action.NEW_TICKET:
-            return desk.open_ticket(arrival, unknown_tag=decision.unknown_tag,
-                                    acknowledge=decision.acknowledge)
-        if action is Action.NEW_LINKED:
-            return desk.open_ticket(arrival, linked_to=decision.ticket,
-                                    acknowledge=decision.acknowledge)
-        if action is Action.FOLLOW_UP:
-            return desk.follow_up(decision.ticket, arrival)
-        if action is Action.REOPEN:
-            return desk.reopen_by_mail(decision.ticket, arrival)
-        if action is Action.ATTACH:
-            return desk.attach(decision.ticket, arrival)
-        if action is Action.UNVERIFIED:
-            return desk.unverified(decision.ticket, arrival)
-        if action is Action.AGENT:
-            assert agent is not None  # route decides AGENT only for an agent's mail
-            return desk.agent_mail(decision.ticket, arrival, agent,
-                                   comment=self._to_comment_address(arrival.mail))
-        return desk.keep(arrival)
-
-    def _quarantine(self, item: RawMail, error: str, message_id: str = "") -> Result:
-        if item.key.startswith("quarantine/"):
-            return Result(item.key, Outcome.QUARANTINED, detail=error)  # a retry: row exists
-        held = Quarantine.create(source=item.source, source_key=item.key, raw=item.raw,
-                                 error=error, message_id=message_id, created_at=self.clock())
-        IntakeKey.create(source=item.source, key=item.key, message_id=message_id,
-                         outcome="quarantined", quarantine=held, at=self.clock())
-        log.warning("quarantined message %s from %s as #%d: %s", item.key, item.source, held.id,
-                    error)
-        return Result(item.key, Outcome.QUARANTINED, detail=error)
+    def _quarantine(self, item: RawMail, taken: Taken) -> Result:
+        held = None
+        if not item.key.startswith("quarantine/"):  # a retry's row exists already
+            held = Quarantine.create(source=item.source, source_key=item.key, raw=item.raw,
+                                     error=taken.reason, message_id=taken.message_id,
+                                     created_at=self.clock())
+            log.warning("quarantined message %s from %s as #%d: %s", item.key, item.source,
+                        held.id, taken.reason)
+        return self._settle(item, taken, record=held is not None, quarantine=held)
 
     def _save_cursor(self, cursor: Cursor) -> None:
         updated = (MailboxState.update(uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid,
@@ -344,10 +318,3 @@ def _reused_id(mail: ParsedMail) -> str:
 
 def _mib(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{size} bytes"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or exc.__class__.__name__
-    if not isinstance(exc, MailticketError):
-        text = f"{exc.__class__.__name__}: {text}"
-    return text[:2000]

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol, Sequence
 
 from mailticket.desk.views import TicketView
 from mailticket.mail import tokens
+from mailticket.mail.bounces import BounceReport
 from mailticket.mail.classify import Kind, Verdict
 from mailticket.mail.parse import ParsedMail
-
-CLOSED = "closed"
+from mailticket.vocabulary import TicketStatus
 
 
 class Action(enum.Enum):
@@ -28,6 +28,8 @@ class Action(enum.Enum):
     UNVERIFIED = "unverified"        # a tag from someone not on the ticket: a note, nothing changes
     AGENT = "agent"                  # an agent's mail about a ticket: commands run, text relayed
     IGNORE = "ignore"                # automated mail about nothing we know: kept, no ticket
+    BOUNCE = "bounce"                # a bounce of our mail: a note on its ticket, outbox marked
+    REPORT_NOTE = "report_note"      # to the report notes address: kept for the status report
     QUARANTINE = "quarantine"        # cannot be a ticket (no sender): kept aside for the admin
 
 
@@ -43,6 +45,16 @@ class Decision:
     ticket: int | None = None        # the ticket acted on (or linked from, for NEW_LINKED)
     unknown_tag: int | None = None   # a tag in the subject naming no ticket
     acknowledge: bool = False        # send the acknowledgement for a new ticket
+    comment: bool = False            # AGENT: mail to the comment address, an internal note
+    bounce: BounceReport | None = None  # BOUNCE: what the bounce says
+
+    @property
+    def recorded(self) -> str:
+        """What the message records as its decision. A bounce is recorded as what it is to its
+        ticket, as it always was: kept on it (attach), or about nothing we know (ignore)."""
+        if self.action is Action.BOUNCE:
+            return (Action.ATTACH if self.ticket is not None else Action.IGNORE).value
+        return self.action.value
 
 
 def tag_pattern(prefix: str) -> re.Pattern[str]:
@@ -69,16 +81,51 @@ def route(
     about: Sequence[str] = (),
     agents: frozenset[str] = frozenset(),
     from_agent: bool = False,
+    bounce: BounceReport | None = None,
+    report_notes_address: str = "",
+    comment_address: str = "",
 ) -> Decision:
     """``thread_key`` verifies the tokens in our Message-IDs; ``outsider_mail`` is the policy for
     a tag from someone not on the ticket ("note" or "new_ticket"); ``about`` are Message-IDs the
-    mail is about besides its own threading headers (the original of a bounce); ``agents`` are
-    the desk's staff (lower case), who may touch any ticket; ``from_agent``: the sender is a
-    configured agent (authenticated when the config asks), whose mail about a ticket is worked
-    as the agent's (commands, relay to the user)."""
+    mail is about besides its own threading headers; ``agents`` are the desk's staff (lower
+    case), who may touch any ticket; ``from_agent``: the sender is a configured agent
+    (authenticated when the config asks), whose mail about a ticket is worked as the agent's
+    (commands, relay to the user); ``bounce``: what a bounce says (``mail.bounces.analyse``),
+    whose original it is about; mail to ``report_notes_address`` is a note for the status
+    report; an agent's mail to ``comment_address`` is an internal note."""
     if verdict.kind is Kind.OWN:
         return Decision(Action.IGNORE, f"our own mail ({verdict.reason})")
+    if report_notes_address and verdict.acknowledge and addressed_to(mail, report_notes_address):
+        # Notes for the status report (application support...): kept, not a ticket, not
+        # answered; the next report of each kind includes them.
+        return Decision(Action.REPORT_NOTE, f"mail to {report_notes_address}")
+    if bounce is not None and not about:
+        about = bounce.original_ids
+    decision = _decide(mail, verdict, lookup, tag=tag, reopen_window=reopen_window, now=now,
+                       thread_key=thread_key, outsider_mail=outsider_mail, about=about,
+                       agents=agents, from_agent=from_agent)
+    if bounce is not None and decision.action in (Action.ATTACH, Action.IGNORE):
+        return replace(decision, action=Action.BOUNCE, bounce=bounce)
+    if decision.action is Action.AGENT and comment_address:
+        return replace(decision, comment=addressed_to(mail, comment_address))
+    return decision
 
+
+def addressed_to(mail: ParsedMail, address: str) -> bool:
+    """Whether ``mail`` was sent to ``address``: To, Cc, or the envelope recipient the MTA
+    recorded (Delivered-To, X-Original-To)."""
+    address = address.lower()
+    if any(a.key == address for a in mail.to + mail.cc):
+        return True
+    return any(address in value.lower() for name in ("delivered-to", "x-original-to")
+               for value in mail.headers.get(name, ()))
+
+
+def _decide(mail: ParsedMail, verdict: Verdict, lookup: Lookup, *, tag: re.Pattern[str],
+            reopen_window: timedelta, now: datetime, thread_key: bytes, outsider_mail: str,
+            about: Sequence[str], agents: frozenset[str], from_agent: bool) -> Decision:
+    """The ticket the mail is about (tag, our token in its thread, its threading headers),
+    then what to do with it."""
     thread_ids = list(about) + list(mail.in_reply_to) + list(reversed(mail.references))
     # Tickets named by a verified token in the thread: the writer saw mail we sent about them.
     threaded = [n for n in (tokens.ticket_of(thread_key, i) for i in thread_ids) if n] \
@@ -113,7 +160,7 @@ def route(
         return Decision(Action.AGENT, f"agent {mail.sender.key} on ticket #{ticket.number} "
                                       f"({how})", ticket=ticket.number)
     involved = ticket.involves(mail.sender.address) or mail.sender.key in agents
-    if not involved and ticket.number not in threaded and ticket.status != CLOSED:
+    if not involved and ticket.number not in threaded and ticket.status != TicketStatus.CLOSED:
         # A tag anyone could type, from someone not on the ticket: it must not change it.
         why = (f"subject tag #{ticket.number} ({how}) from {mail.sender.address}, who is not "
                "on the ticket, in mail that is no reply to ours")
@@ -121,7 +168,7 @@ def route(
             return Decision(Action.NEW_LINKED, why, ticket=ticket.number, acknowledge=True)
         return Decision(Action.UNVERIFIED, why, ticket=ticket.number)
 
-    if ticket.status == CLOSED:
+    if ticket.status == TicketStatus.CLOSED:
         if not involved:
             return Decision(Action.NEW_LINKED, f"reply to closed ticket #{ticket.number} ({how}) "
                                                "from someone not on it", ticket=ticket.number,

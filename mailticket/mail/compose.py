@@ -23,10 +23,7 @@ from typing import Any, Iterable, Sequence
 import jinja2
 
 from mailticket.errors import ConfigError
-from mailticket.reports.sample import SAMPLE_CONTEXT as REPORT_SAMPLE
-
-KINDS = ("ack", "reply", "closed", "reopened", "resolved", "unverified", "breaker", "assigned",
-         "escalated", "handed_back", "agent_report", "sla_warning", "sla_breach", "report")
+from mailticket.mail.kinds import KINDS, sample_context
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -136,45 +133,6 @@ class Composer:
         if Path(html_template.filename or "").parent != Path(text_template.filename or "").parent:
             return None
         return html_template
-
-
-# What each kind of mail gets besides desk, tag and reopen_window_days (see outbox.Mailer and
-# desk.tickets); check() renders every template with these.
-_SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "status": "open",
-                  "requester": "ann@example.org", "requester_name": "Ann",
-                  "resolution": "Replaced the fuser unit.",
-                  "created_at": datetime(2026, 1, 5, 9, 30), "group": "desk", "agent": None,
-                  "channel": "email", "agency": "Springfield Police Department",
-                  "response_due_at": datetime(2026, 1, 6, 9, 30)}
-_SAMPLE_EXTRA = {
-    "ack": {"unknown_tag": 7, "linked_from": 3,
-            "not_kept": ['attachment "scan.tif" (31.2 MB) is over the 25 MB limit for one '
-                         'attachment: not kept']},
-    "reply": {"text": "Could you send the printer's name?", "author": "Ada"},
-    "closed": {},
-    "reopened": {"text": "It jams again."},
-    # To the desk's staff (desk.alerts_to), not to users:
-    "unverified": {"sender": "Mallory <mallory@example.net>", "subject": "Re: [DESK #42] ...",
-                   "excerpt": "Please close this ticket.", "reason": "not on the ticket"},
-    "breaker": {"recent": 1000, "limit": 1000, "ticket": None},
-    "resolved": {"text": "Replaced the fuser unit."},
-    "assigned": {"agent": "Nora <nora@example.org>", "author": "Ada"},
-    "escalated": {"from_group": "desk", "to_group": "network", "level": 2, "author": "Ada",
-                  "text": "The switch on floor 3 drops packets."},
-    "handed_back": {"text": "Replaced the fuser unit.", "author": "Nora"},
-    "agent_report": {"results": ["#assign nora: assigned to nora@example.org",
-                                 "#frobnicate: unknown command, nothing done"],
-                     "relayed": True, "note": False},
-    "sla_warning": {},
-    "sla_breach": {},
-    "report": REPORT_SAMPLE,
-}
-
-
-def sample_context(kind: str) -> dict[str, Any]:
-    return {"desk": {"name": "Service Desk", "address": "desk@example.org"},
-            "tag": "[DESK #42]", "reopen_window_days": 30, "ticket": dict(_SAMPLE_TICKET),
-            **_SAMPLE_EXTRA[kind]}
 
 
 def deliverable(address: str) -> str:

@@ -2,6 +2,5 @@
 (``figures.gather``), rendered to a multipart mail by the ``report`` templates (``render.render``).
 
 Nothing here sends or schedules: the scheduler and the command line decide the period and the
-recipients, and queue what ``render`` returns. ``sample`` holds the sample context that
-``Composer.check`` renders the templates with; it imports nothing, so ``mail.compose`` may use it.
+recipients, and queue what ``render`` returns.
 """

@@ -36,9 +36,9 @@ import peewee
 from peewee import SQL, Case, fn
 
 from mailticket.config import Sla
-from mailticket.db import database_proxy, is_sqlite
-from mailticket.desk.tickets import CHANNELS, CLOSED, NEW, OPEN, RESOLVED, STATUSES
+from mailticket.db import is_sqlite
 from mailticket.models import Event, Message, Ticket
+from mailticket.vocabulary import Channel, Direction, TicketStatus
 
 __all__ = ["Count", "IncidentLine", "NoteLine", "Period", "ReportData", "SlaLine", "TicketLine",
            "VolumeBar", "gather"]
@@ -178,7 +178,7 @@ class ReportData:
         return self.first_response_within + self.first_response_outside
 
 
-def gather(period: Period, now: datetime, *, sla: Sla, old_ticket_days: int = 7,
+def gather(db: peewee.Database, period: Period, now: datetime, *, sla: Sla, old_ticket_days: int = 7,
            incidents: Sequence[IncidentLine] = (), notes: Sequence[NoteLine] = (),
            agency: str | None = None, list_limit: int = 40) -> ReportData:
     """The report's figures for ``period``, with the ticket lists as at ``now`` (naive UTC).
@@ -195,7 +195,6 @@ def gather(period: Period, now: datetime, *, sla: Sla, old_ticket_days: int = 7,
         raise ValueError("now: expected a naive UTC datetime")
     if old_ticket_days < 0:
         raise ValueError(f"old_ticket_days: expected 0 or more, got {old_ticket_days}")
-    db = database_proxy.obj
     sqlite = is_sqlite(db)
     zone_name = sla.calendar.timezone
     zone = timezone.utc if zone_name == "UTC" else ZoneInfo(zone_name)
@@ -209,8 +208,8 @@ def gather(period: Period, now: datetime, *, sla: Sla, old_ticket_days: int = 7,
         period=period, now=now, timezone=zone_name, agency=agency,
         mail_by_mailbox=mailboxes,
         new_by_channel=_new_by_channel(period, agency),
-        follow_ups=events.get("follow_up", 0), resolved=events.get(RESOLVED, 0),
-        closed=events.get(CLOSED, 0), reopened=events.get("reopened", 0),
+        follow_ups=events.get("follow_up", 0), resolved=events.get(TicketStatus.RESOLVED, 0),
+        closed=events.get(TicketStatus.CLOSED, 0), reopened=events.get("reopened", 0),
         escalations=escalations,
         first_response_within=within, first_response_outside=outside,
         volume_unit=unit, volume=volume,
@@ -251,8 +250,8 @@ def _mail(period: Period, zone, agency: str | None,
         hour = fn.to_char(created, "YYYY-MM-DD HH24").coerce(False)
         quarter = fn.floor(fn.date_part("minute", created).coerce(False) / 15).coerce(False)
     query = (Message.select(Message.source, hour, quarter, fn.COUNT(SQL("*")))
-             .where(Message.direction == "in", _in(created, period),
-                    Message.source.not_in(CHANNELS[1:]))
+             .where(Message.direction == Direction.IN, _in(created, period),
+                    Message.source.not_in(list(Channel.logged_by_agents())))
              .group_by(SQL("1"), SQL("2"), SQL("3")))
     query = _for_agency(query, agency, joined=Message)
     by_source: dict[str, int] = {}
@@ -309,8 +308,8 @@ def _new_by_channel(period: Period, agency: str | None) -> tuple[Count, ...]:
              .where(_in(Ticket.created_at, period))
              .group_by(Ticket.channel))
     found = dict(_for_agency(query, agency).tuples())
-    others = sorted(name for name in found if name not in CHANNELS)
-    return tuple(Count(name or _UNKNOWN, found.get(name, 0)) for name in (*CHANNELS, *others))
+    others = sorted(name for name in found if name not in list(Channel))
+    return tuple(Count(name or _UNKNOWN, found.get(name, 0)) for name in (*Channel, *others))
 
 
 def _events(period: Period, agency: str | None,
@@ -374,7 +373,7 @@ def _old_tickets(now: datetime, days: int, agency: str | None,
     exactly ``days`` days before is not yet old. The statuses are named rather than ``!=
     closed`` so that the status index finds the few open tickets among the many closed."""
     query = _for_agency(Ticket.select(*_TICKET_COLUMNS, Ticket.updated_at)
-                        .where(Ticket.status.in_([s for s in STATUSES if s != CLOSED]),
+                        .where(Ticket.status.in_(list(TicketStatus.not_closed())),
                                Ticket.created_at < now - timedelta(days=days)), agency)
     total = query.count()
     rows = query.order_by(Ticket.created_at, Ticket.number).limit(limit).tuples()
@@ -396,7 +395,7 @@ def _sla_tickets(now: datetime, sla: Sla, agency: str | None,
     horizon = sla.calendar.next_open(sla.calendar.add(now, sla.warn_before))
     due = Ticket.response_due_at
     query = _for_agency(Ticket.select(*_TICKET_COLUMNS, due)
-                        .where(Ticket.first_response_at.is_null(), Ticket.status.in_((NEW, OPEN)),
+                        .where(Ticket.first_response_at.is_null(), Ticket.status.in_(list(TicketStatus.awaiting_response())),
                                due.is_null(False),
                                (due <= horizon) | Ticket.sla_warned_at.is_null(False)
                                | Ticket.sla_breached_at.is_null(False)), agency)

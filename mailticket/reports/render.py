@@ -29,7 +29,7 @@ def render(composer: Composer, data: ReportData, *, title: str, desk_name: str,
 
 def context_for(data: ReportData, *, title: str, desk_name: str,
                 desk_address: str) -> dict[str, Any]:
-    """The templates' context (its shape: ``reports.sample.SAMPLE_CONTEXT``)."""
+    """The templates' context (its shape: ``mail.samples.REPORT_SAMPLE``)."""
     zone = timezone.utc if data.timezone == "UTC" else ZoneInfo(data.timezone)
 
     def local(at: datetime) -> datetime:

@@ -21,12 +21,13 @@ import peewee
 
 from mailticket.config import ReportSchedule, Settings
 from mailticket.db import savepoint, transaction
-from mailticket.desk.tickets import CLOSED, Desk
+from mailticket.desk.tickets import Desk
 from mailticket.mail.compose import Recipient
 from mailticket.models import Message, ReportRun, Ticket
 from mailticket.reports.figures import IncidentLine, NoteLine, Period, ReportData, gather
 from mailticket.reports.render import KIND, context_for
 from mailticket.reports.schedule import last_slot
+from mailticket.vocabulary import TicketStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def send(desk: Desk, db: peewee.Database, schedule: ReportSchedule, slot: dateti
                 run = ReportRun.create(report=schedule.name, slot=slot, started_at=now,
                                        sent_at=now, late=late,
                                        outcome=SENT + (" late" if late else ""))
-            data = gather_for(desk.settings, schedule, slot, now)
+            data = gather_for(db, desk.settings, schedule, slot, now)
             title = schedule.title + (" (sent late)" if late else "")
             desk.mailer.queue(KIND, None, to=[Recipient("", a) for a in schedule.to],
                               context=context_for(data, title=title,
@@ -80,8 +81,8 @@ def send(desk: Desk, db: peewee.Database, schedule: ReportSchedule, slot: dateti
     return True
 
 
-def gather_for(settings: Settings, schedule: ReportSchedule, slot: datetime,
-               now: datetime) -> ReportData:
+def gather_for(db: peewee.Database, settings: Settings, schedule: ReportSchedule,
+               slot: datetime, now: datetime) -> ReportData:
     """The report's data for the period ending at ``slot``."""
     previous = (ReportRun.select(ReportRun.slot)
                 .where(ReportRun.report == schedule.name, ReportRun.slot < slot,
@@ -89,7 +90,7 @@ def gather_for(settings: Settings, schedule: ReportSchedule, slot: datetime,
                 .order_by(ReportRun.slot.desc()).first())
     start = previous.slot if previous is not None else slot - timedelta(days=1)
     period = Period(start, slot)
-    return gather(period, now, sla=settings.sla,
+    return gather(db, period, now, sla=settings.sla,
                   old_ticket_days=settings.reports.old_ticket_days,
                   incidents=_incidents(schedule.agency), notes=_notes(period),
                   agency=schedule.agency)
@@ -106,7 +107,7 @@ def _claim(db: peewee.Database, name: str, slot: datetime, now: datetime, outcom
 
 
 def _incidents(agency: str | None) -> list[IncidentLine]:
-    query = (Ticket.select().where(Ticket.incident_at.is_null(False), Ticket.status != CLOSED)
+    query = (Ticket.select().where(Ticket.incident_at.is_null(False), Ticket.status != TicketStatus.CLOSED)
              .order_by(Ticket.incident_at))
     if agency:
         query = query.where(peewee.fn.LOWER(Ticket.agency) == agency.lower())

@@ -44,7 +44,7 @@ def make_app(tmp_path, database_url):
 
     yield make
     for made in apps:
-        made.db.close()
+        made.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailticket.db import transaction
-from mailticket.desk.jobs import last_run, run_job
+from mailticket.jobs import last_run, run_job
 from mailticket.errors import InvalidRequest
 from mailticket.intake.items import RawMail
 from mailticket.models import Event, Message, Outbox, Ticket
@@ -54,7 +54,7 @@ def app(tmp_path, database_url, clock):
                             extra=PROCESS.replace("DIRECTORY", str(directory)))
     application = build(settings, clock=clock)
     yield application
-    application.db.close()
+    application.close()
 
 
 def new_ticket(app, sender="Ann <ann@example.org>", subject="VPN down", key=None):

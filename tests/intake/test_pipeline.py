@@ -26,7 +26,7 @@ def clock():
 def app(tmp_path, database_url, clock):
     application = build(settings_for(tmp_path, database_url), clock=clock)
     yield application
-    application.db.close()
+    application.close()
 
 
 def feed(app, *raws, source="test", start=1):
@@ -247,7 +247,7 @@ def test_a_template_broken_at_run_time_keeps_the_mail_instead_of_quarantining_it
     with pytest.raises(TemporaryFailure, match="ack"):
         feed(app, make_mail())
     assert Quarantine.select().count() == 0 and Ticket.select().count() == 0
-    app.db.close()
+    app.close()
 
 
 def test_a_different_mail_reusing_a_message_id_is_kept_as_its_own(app):

@@ -41,7 +41,7 @@ def make_app(tmp_path, database_url, clock):
 
     yield make
     for app in apps:
-        app.db.close()
+        app.close()
 
 
 @pytest.fixture

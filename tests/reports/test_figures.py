@@ -13,6 +13,7 @@ import pytest
 from mailticket.config import Sla
 from mailticket.desk.calendar import BusinessCalendar, BusinessDuration
 from mailticket.models import Event, Message, Ticket
+from mailticket.models import database_proxy
 from mailticket.reports.figures import Count, IncidentLine, NoteLine, Period, gather
 
 NEW_YORK = BusinessCalendar.from_config(timezone="America/New_York", days="mon-fri",
@@ -56,7 +57,7 @@ def report(**kwargs):
     kwargs.setdefault("sla", SLA)
     period = kwargs.pop("period", PERIOD)
     now = kwargs.pop("now", NOW)
-    return gather(period, now, **kwargs)
+    return gather(database_proxy.obj, period, now, **kwargs)
 
 
 @pytest.fixture

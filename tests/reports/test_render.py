@@ -10,11 +10,12 @@ from html.parser import HTMLParser
 
 import pytest
 
-from mailticket.mail.compose import Composer, sample_context
+from mailticket.mail.compose import Composer
+from mailticket.mail.kinds import sample_context
 from mailticket.reports.figures import (Count, IncidentLine, NoteLine, Period, ReportData,
                                         SlaLine, TicketLine, VolumeBar)
 from mailticket.reports.render import context_for, render
-from mailticket.reports.sample import SAMPLE_CONTEXT
+from mailticket.mail.samples import REPORT_SAMPLE as SAMPLE_CONTEXT
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
 

@@ -12,7 +12,7 @@ from email.policy import default
 import pytest
 
 from mailticket.db import transaction
-from mailticket.desk.jobs import run_job
+from mailticket.jobs import run_job
 from mailticket.intake.items import RawMail
 from mailticket.models import Outbox, ReportRun
 from mailticket.reports.runner import gather_for, run_due
@@ -49,7 +49,7 @@ def make_app(tmp_path, database_url):
 
     yield make
     for app in apps:
-        app.db.close()
+        app.close()
 
 
 def reports():
@@ -125,9 +125,9 @@ def test_the_period_runs_from_the_previous_report_of_the_same_kind(make_app):
         ReportRun.create(report="morning", slot=datetime(2026, 11, 20, 7, 30), outcome="sent")
         ReportRun.create(report="morning", slot=datetime(2026, 11, 23, 7, 30),
                          outcome="skipped: missed")
-    data = gather_for(app.settings, schedule, MORNING, MORNING)
+    data = gather_for(app.db, app.settings, schedule, MORNING, MORNING)
     assert (data.period.start, data.period.end) == (datetime(2026, 11, 20, 7, 30), MORNING)
-    fresh = gather_for(app.settings, app.settings.reports.get("end_of_shift"),
+    fresh = gather_for(app.db, app.settings, app.settings.reports.get("end_of_shift"),
                        datetime(2026, 11, 24, 17, 0), datetime(2026, 11, 24, 17, 0))
     assert fresh.period.start == datetime(2026, 11, 23, 17, 0)  # the first: the day before
 
@@ -148,6 +148,6 @@ def test_incidents_and_report_notes_go_into_the_next_report(make_app):
     text = mail.get_body(("plain",)).get_content()
     assert "Mail is down" in text and "Payroll maintenance tonight" in text
     assert "From 22:00, 30 minutes." in text
-    data = gather_for(app.settings, app.settings.reports.get("morning"), MORNING, MORNING)
+    data = gather_for(app.db, app.settings, app.settings.reports.get("morning"), MORNING, MORNING)
     [incident] = data.incidents
     assert (incident.number, incident.users_affected) == (ticket.ticket, 2)

@@ -739,10 +739,10 @@ class DatabaseRows:
 
 def read_database(url: str) -> DatabaseRows:
     """The rows the tally needs, read with mailticket's own models (the daemon has stopped)."""
-    from mailticket import db as dbmod
     from mailticket.models import Message, Outbox, Quarantine, Ticket
+    from mailticket.wiring import attach, detach
 
-    database = dbmod.connect(url, create=False)
+    attach(url, migrate=False)
     try:
         tickets = [t.number for t in Ticket.select(Ticket.number)]
         messages, first = [], {}
@@ -754,5 +754,5 @@ def read_database(url: str) -> DatabaseRows:
         unsent = Outbox.select().where(Outbox.status != "sent").count()
         held = Quarantine.select().where(Quarantine.status == "held").count()
     finally:
-        database.close()
+        detach(url)
     return DatabaseRows(tickets, messages, first, unsent, held)

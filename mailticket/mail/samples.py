@@ -1,8 +1,7 @@
-"""The sample values ``Composer.check`` renders the ``report`` templates with: the shape of the
-context ``render.context_for`` builds (tests/reports/test_render.py keeps the two alike).
-
-Plain data importing nothing from mailticket, so ``mail.compose`` may use it without reaching the
-database. Times are local to the desk's calendar, as the templates show them.
+"""Sample template values: what ``check-config`` renders every template with. The report's
+sample has the shape of the context ``reports.render.context_for`` builds
+(tests/reports/test_render.py keeps the two alike); its times are local to the desk's calendar,
+as the templates show them.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ _ROW = {"number": 40, "subject": "Cannot log in to the records system", "status"
         "agency": "Springfield Police Department", "group": "network",
         "agent": "nora@example.org", "created_at": datetime(2026, 1, 2, 8, 15)}
 
-SAMPLE_CONTEXT = {
+REPORT_SAMPLE = {
     "report": {
         "title": "Morning status",
         "timezone": "America/New_York",
@@ -49,3 +48,14 @@ SAMPLE_CONTEXT = {
                            "Expect calls about it."}],
     },
 }
+
+
+SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "status": "open",
+                 "requester": "ann@example.org", "requester_name": "Ann",
+                 "resolution": "Replaced the fuser unit.",
+                 "created_at": datetime(2026, 1, 5, 9, 30), "group": "desk", "agent": None,
+                 "channel": "email", "agency": "Springfield Police Department",
+                 "response_due_at": datetime(2026, 1, 6, 9, 30)}
+
+SAMPLE_DESK = {"desk": {"name": "Service Desk", "address": "desk@example.org"},
+               "tag": "[DESK #42]", "reopen_window_days": 30}
