@@ -120,7 +120,7 @@ class Daemon:
         for thread in threads:
             if thread.is_alive():
                 log.warning("thread %s did not stop within 60 s", thread.name)
-        self.app.db.close()
+        self.app.close()
         log.info("stopped")
 
     def run_forever(self) -> bool:

@@ -17,6 +17,7 @@ import peewee
 
 from mailticket.db import transaction
 from mailticket.desk.core import ticket_context
+from mailticket.desk.queries import awaiting_first_response
 from mailticket.desk.tickets import Desk
 from mailticket.mail.compose import Recipient
 from mailticket.models import Event, Ticket
@@ -34,9 +35,7 @@ def sla_check(desk: Desk, db: peewee.Database, now: datetime) -> str:
     # closed hours after that point still has only warn_before left, hence next_open.
     warn_until = sla.calendar.next_open(sla.calendar.add(now, sla.warn_before))
     waiting = (Ticket.select(Ticket.number)
-               .where(Ticket.first_response_at.is_null(), Ticket.status.in_(TicketStatus.awaiting_response()),
-                      Ticket.response_due_at.is_null(False),
-                      Ticket.sla_breached_at.is_null(),
+               .where(awaiting_first_response(), Ticket.sla_breached_at.is_null(),
                       (Ticket.response_due_at <= now)
                       | (Ticket.sla_warned_at.is_null()
                          & (Ticket.response_due_at <= warn_until)))

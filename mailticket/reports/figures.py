@@ -37,6 +37,7 @@ from peewee import SQL, Case, fn
 
 from mailticket.config import Sla
 from mailticket.db import is_sqlite
+from mailticket.desk.queries import awaiting_first_response
 from mailticket.models import Event, Message, Ticket
 from mailticket.vocabulary import Channel, Direction, TicketStatus
 
@@ -395,8 +396,7 @@ def _sla_tickets(now: datetime, sla: Sla, agency: str | None,
     horizon = sla.calendar.next_open(sla.calendar.add(now, sla.warn_before))
     due = Ticket.response_due_at
     query = _for_agency(Ticket.select(*_TICKET_COLUMNS, due)
-                        .where(Ticket.first_response_at.is_null(), Ticket.status.in_(list(TicketStatus.awaiting_response())),
-                               due.is_null(False),
+                        .where(awaiting_first_response(),
                                (due <= horizon) | Ticket.sla_warned_at.is_null(False)
                                | Ticket.sla_breached_at.is_null(False)), agency)
     total = query.count()

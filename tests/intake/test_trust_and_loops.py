@@ -94,17 +94,17 @@ def open_ticket(app, feed, **kwargs):
 def test_our_message_ids_carry_a_token_only_our_key_verifies(app, feed):
     number = open_ticket(app, feed)
     [ack] = outbox("ack")
-    assert tokens.ticket_of(thread_key(), ack.message_id) == number
+    assert tokens.ticket_of(thread_key(app.db), ack.message_id) == number
     assert parsed(ack)["Message-ID"] == ack.message_id
     assert tokens.ticket_of(b"another desk's key", ack.message_id) is None
     forged = ack.message_id.replace(f"<mt.{number}.", f"<mt.{number + 1}.")
-    assert tokens.ticket_of(thread_key(), forged) is None
+    assert tokens.ticket_of(thread_key(app.db), forged) is None
 
 
 def test_the_key_is_made_once_and_kept(make_app, app):
-    first = thread_key()
+    first = thread_key(app.db)
     make_app()  # a second start migrates again: the key stays
-    assert thread_key() == first and len(first) == 32
+    assert thread_key(app.db) == first and len(first) == 32
 
 
 # --- who may touch a ticket --------------------------------------------------------------------
