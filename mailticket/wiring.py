@@ -59,14 +59,14 @@ def attach(url: str, *, migrate: bool = True) -> peewee.Database:
 
 
 def detach(url: str) -> None:
-    """Let go of the database ``attach`` gave; the last holder closes it and unbinds the models."""
+    """Let go of the database ``attach`` gave; the last holder closes it. The models stay bound
+    to it (a later query reconnects) until an app attaches another database."""
     with _lock:
         database, holders = _attached[url]
         if holders > 1:
             _attached[url] = (database, holders - 1)
             return
         del _attached[url]
-        database_proxy.initialize(None)
     database.close()
 
 
@@ -87,7 +87,7 @@ class App:
     closed: bool = False
 
     def close(self) -> None:
-        """Let go of the database: the last app on it closes it and unbinds the models."""
+        """Let go of the database: the last app on it closes it."""
         if not self.closed:
             self.closed = True
             detach(self.settings.database)
