@@ -49,23 +49,30 @@ def vouched_by(mail: ParsedMail, trusted_ids: frozenset[str]) -> str | None:
         if authserv_id not in trusted:
             continue
         for resinfo in rest.split(";"):
-            match = _RESULT.match(resinfo)
-            if match is None:
-                continue
-            method, result, props_text = (match.group(1).lower(), match.group(2).lower(),
-                                          match.group(3))
-            if result != "pass":
-                continue
-            props = {k.lower(): v for k, v in _PROPERTY.findall(props_text)}
-            if method == "dkim":
-                signer = props.get("header.d") or props.get("header.i") or ""
-                if _aligned(_domain(signer), sender_domain):
-                    return f"dkim=pass header.d={_domain(signer)} (by {authserv_id})"
-            elif method == "spf":
-                envelope = props.get("smtp.mailfrom", "")
-                if _aligned(_domain(envelope), sender_domain):
-                    return f"spf=pass smtp.mailfrom={_domain(envelope)} (by {authserv_id})"
-            elif method == "dmarc":
-                if _domain(props.get("header.from", "")) == sender_domain:
-                    return f"dmarc=pass header.from={sender_domain} (by {authserv_id})"
+            reason = _pass_about(resinfo, sender_domain)
+            if reason is not None:
+                return f"{reason} (by {authserv_id})"
+    return None
+
+
+def _pass_about(resinfo: str, sender_domain: str) -> str | None:
+    """The pass one result of an Authentication-Results field reports about the From domain."""
+    match = _RESULT.match(resinfo)
+    if match is None:
+        return None
+    method, result, props_text = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if result != "pass":
+        return None
+    props = {k.lower(): v for k, v in _PROPERTY.findall(props_text)}
+    if method == "dkim":
+        signer = props.get("header.d") or props.get("header.i") or ""
+        if _aligned(_domain(signer), sender_domain):
+            return f"dkim=pass header.d={_domain(signer)}"
+    elif method == "spf":
+        envelope = props.get("smtp.mailfrom", "")
+        if _aligned(_domain(envelope), sender_domain):
+            return f"spf=pass smtp.mailfrom={_domain(envelope)}"
+    elif method == "dmarc":
+        if _domain(props.get("header.from", "")) == sender_domain:
+            return f"dmarc=pass header.from={sender_domain}"
     return None

@@ -223,6 +223,12 @@ def is_report(mail: ParsedMail, desk: frozenset[str]) -> str | None:
 
 
 def is_auto_reply(mail: ParsedMail, desk: frozenset[str]) -> str | None:
+    reason = _auto_reply_header(mail)
+    return reason if reason is not None else _auto_reply_sender(mail)
+
+
+def _auto_reply_header(mail: ParsedMail) -> str | None:
+    """A header field that says the mail was sent automatically (RFC 3834 and the rest)."""
     for value in _values(mail, "auto-submitted"):
         if _first_token(value) not in NEGATIVE_VALUES:
             return f"Auto-Submitted: {_show(value)}"
@@ -240,6 +246,11 @@ def is_auto_reply(mail: ParsedMail, desk: frozenset[str]) -> str | None:
         for value in _values(mail, name):
             if _first_token(value) in ("auto_reply", "auto-reply", "autoreply"):
                 return f"Precedence: {_show(value)}"
+    return None
+
+
+def _auto_reply_sender(mail: ParsedMail) -> str | None:
+    """A null envelope, an auto-reply subject or a robot sender."""
     if mail.return_path == "":
         return "null Return-Path <> (RFC 3834)"
     if AUTO_REPLY_SUBJECTS.search(mail.subject):

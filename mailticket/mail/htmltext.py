@@ -59,6 +59,8 @@ class _Converter(HTMLParser):
         self.link: tuple[str, int] | None = None  # (href, index in out where its text starts)
 
     # -- markup HTMLParser reads differently from a browser ------------------------------------
+    # parse_comment, parse_marked_section, rawdata and cdata_elem are HTMLParser internals,
+    # pinned in tests/mail/test_library_pins.py.
     def parse_comment(self, i: int, report: int = 1) -> int:
         rawdata = self.rawdata
         for empty in _EMPTY_COMMENTS:

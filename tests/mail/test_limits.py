@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailticket.mail import mime
 from mailticket.mail import parse as parsemod
 from mailticket.mail.parse import ParseLimits, parse
 
@@ -188,7 +189,7 @@ def test_many_tiny_parts_at_the_default_limits_are_fast_and_defined():
     assert time.monotonic() - started < 1  # 1.1 s without the part budget, 9 s under tracemalloc
     assert mail.sender.address == "ann@example.org"
     [line] = mail.dropped
-    assert line.startswith(f"MIME parts after the first {parsemod.MIN_PARTS_READ}: not read")
+    assert line.startswith(f"MIME parts after the first {mime.MIN_PARTS_READ}: not read")
 
 
 def test_many_attachments_at_the_default_limits():
@@ -227,9 +228,9 @@ def test_long_headers_inside_parts_are_cut_too():
 def test_too_many_header_fields_are_not_read():
     raw = b"From: a@example.com\n" + b"X-Many: y\n" * 5000 + b"Subject: late\n\nbody\n"
     mail = parse(raw)
-    assert len(mail.headers["x-many"]) == parsemod.MAX_HEADER_FIELDS - 1
+    assert len(mail.headers["x-many"]) == mime.MAX_HEADER_FIELDS - 1
     assert mail.sender.address == "a@example.com" and mail.subject == ""
-    assert mail.dropped == (f"header fields after the first {parsemod.MAX_HEADER_FIELDS} of one "
+    assert mail.dropped == (f"header fields after the first {mime.MAX_HEADER_FIELDS} of one "
                             "MIME part: not read",)
 
 
@@ -256,4 +257,4 @@ def test_a_parameter_bomb_in_every_part_at_the_default_limits():
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.text(alphabet=';"\\= aB\t', max_size=40))
 def test_parameter_splitting_matches_the_email_package(value):
-    assert parsemod._split_params(value) == email.message._parseparam(value)
+    assert mime.split_params(value) == email.message._parseparam(value)
