@@ -39,15 +39,16 @@ from typing import Callable
 
 import peewee
 
+from mailticket import backoff as backoffmod
 from mailticket import db as dbmod
 from mailticket.config import Outgoing
-from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
+from mailticket.errors import (InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure,
+                               describe)
 from mailticket.models import Outbox, utcnow
 from mailticket.transport import RelayUnavailable, Transport
+from mailticket.vocabulary import OutboxStatus
 
 log = logging.getLogger(__name__)
-
-PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
 
 #: Rows claimed per write transaction while draining.
 CHUNK = 100
@@ -116,7 +117,7 @@ class Sender:
             # The database is down or locked: an outage, not a bug. Nothing was lost, the next
             # pass tries again.
             log.warning("outbox: database unavailable (%s); will try again",
-                        " ".join(str(exc).split()))
+                        describe(exc, prefix=False))
         except Exception:
             log.exception("outbox: draining failed; will try again")
 
@@ -186,7 +187,7 @@ class Sender:
         now = self.clock()
         host = self.owner.partition("/")[0] + "/"
         held = (Outbox.select(Outbox.claimed_by).distinct()
-                .where((Outbox.status == PENDING) & (Outbox.claimed_until > now)
+                .where((Outbox.status == OutboxStatus.PENDING) & (Outbox.claimed_until > now)
                        & Outbox.claimed_by.startswith(host) & (Outbox.claimed_by != self.owner)))
         released = 0
         for owner in [row.claimed_by for row in held]:
@@ -194,7 +195,8 @@ class Sender:
                 continue
             with self.transaction(self.db):
                 released += (Outbox.update(claimed_until=None, claimed_by=None)
-                             .where((Outbox.claimed_by == owner) & (Outbox.status == PENDING))
+                             .where((Outbox.claimed_by == owner)
+                                    & (Outbox.status == OutboxStatus.PENDING))
                              .execute())
         if released:
             log.warning("outbox: %d row(s) claimed by a sender that died were handed back",
@@ -202,7 +204,7 @@ class Sender:
         return released
 
     def _due(self, now: datetime) -> peewee.Expression:
-        return ((Outbox.status == PENDING) & (Outbox.next_attempt_at <= now)
+        return ((Outbox.status == OutboxStatus.PENDING) & (Outbox.next_attempt_at <= now)
                 & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
 
     def _claim(self, after_id: int, size: int) -> tuple[list[Outbox], datetime]:
@@ -278,7 +280,7 @@ class Sender:
         except Exception as exc:
             log.exception("outbox #%d: unexpected error while sending; will retry", row.id)
             return False, None, self._temporary(
-                row, f"unexpected error: {exc.__class__.__name__}: {exc}")
+                row, f"unexpected error: {describe(exc, prefix=True)}")
         return True, None, self._sent(row, refused)
 
     def _describe(self, row: Outbox, recipients: list[str] | None = None) -> str:
@@ -301,8 +303,8 @@ class Sender:
             # Delivered to some: keep the row pending for the recipients refused with 4xx only.
             log.warning("outbox #%d: will retry for %s (refused for now)", row.id, ", ".join(owed))
             return self._temporary(row, f"partly delivered; refused: {note}", recipients=owed)
-        return dict(status=SENT, sent_at=now, attempts=row.attempts + 1, claimed_until=None,
-                    last_error=note or None)
+        return dict(status=OutboxStatus.SENT, sent_at=now, attempts=row.attempts + 1,
+                    claimed_until=None, last_error=note or None)
 
     def _temporary(self, row: Outbox, reason: str, recipients: list[str] | None = None,
                    give_up: bool = True) -> dict:
@@ -319,7 +321,7 @@ class Sender:
         if give_up and refusals >= self.outgoing.max_attempts:
             log.warning("%s failed after %d refusals: %s", self._describe(row, recipients),
                         refusals, reason)
-            changes["status"] = FAILED
+            changes["status"] = OutboxStatus.FAILED
             changes["last_error"] = f"gave up after {refusals} attempts: {reason}"
         else:
             delay = backoff(attempts, self.outgoing.retry_base, self.outgoing.retry_max)
@@ -330,7 +332,7 @@ class Sender:
 
     def _failed(self, row: Outbox, reason: str) -> dict:
         log.warning("%s failed: %s", self._describe(row), reason)
-        return dict(status=FAILED, attempts=row.attempts + 1, last_error=reason,
+        return dict(status=OutboxStatus.FAILED, attempts=row.attempts + 1, last_error=reason,
                     claimed_until=None)
 
 
@@ -384,11 +386,9 @@ def _start_ticks(pid: int) -> str | None:
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: base, 2*base, 4*base... capped."""
-    exponent = max(attempts - 1, 0)
-    if exponent > 62:
-        return cap
-    return min(cap, base * 2 ** exponent)
+    """Seconds to wait after the ``attempts``-th failed attempt (1 for the first): base, 2*base,
+    4*base... capped; ``attempts`` counts tries, ``backoff.delay`` counts retries."""
+    return backoffmod.delay(attempts - 1, base, cap)
 
 
 def retry(db: peewee.Database, outbox_id: int) -> None:
@@ -397,18 +397,19 @@ def retry(db: peewee.Database, outbox_id: int) -> None:
         row = Outbox.get_or_none(Outbox.id == outbox_id)
         if row is None:
             raise UnknownOutboxRow(outbox_id)
-        if row.status == SENT:
+        if row.status == OutboxStatus.SENT:
             raise InvalidRequest(f"outbox #{outbox_id} was already sent at {row.sent_at}")
         now = utcnow()
-        if row.status == PENDING:
+        if row.status == OutboxStatus.PENDING:
             # Due now; a claim in progress is left alone so the row is not sent twice.
             Outbox.update(next_attempt_at=now).where(Outbox.id == outbox_id).execute()
         else:
-            Outbox.update(status=PENDING, attempts=0, refusals=0, next_attempt_at=now,
-                          claimed_until=None).where(Outbox.id == outbox_id).execute()
+            Outbox.update(status=OutboxStatus.PENDING, attempts=0, refusals=0,
+                          next_attempt_at=now, claimed_until=None
+                          ).where(Outbox.id == outbox_id).execute()
     log.info("outbox #%d queued again (was %s)", outbox_id, row.status)
 
 
 def pending_count(db: peewee.Database) -> int:
     """How many rows wait to be sent (due or not)."""
-    return Outbox.select().where(Outbox.status == PENDING).count()
+    return Outbox.select().where(Outbox.status == OutboxStatus.PENDING).count()

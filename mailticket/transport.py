@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailticket.config import Outgoing, OutgoingSmtp
-from mailticket.errors import ConfigError, PermanentFailure, TemporaryFailure
+from mailticket.errors import ConfigError, PermanentFailure, TemporaryFailure, describe
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +229,9 @@ def _quietly_close(conn: smtplib.SMTP | None) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    text = str(exc) or exc.__class__.__name__
-    if isinstance(exc, smtplib.SMTPException):
-        return text
-    return f"{exc.__class__.__name__}: {text}"
+    """``errors.describe``, with smtplib's errors unprefixed: their text is the relay's reply
+    or smtplib's own sentence ("Connection unexpectedly closed")."""
+    return describe(exc, prefix=not isinstance(exc, smtplib.SMTPException))
 
 
 class MaildirTransport:
