@@ -244,13 +244,12 @@ class Sender:
         if not outcomes and not release:
             return
         lost = []
-        fields = Outbox._meta.fields
         with self.transaction(self.db):
             for row, changes in outcomes:
                 # One small statement per row; its SQL is built once (peewee would build it anew
                 # each time, which cost more than running it).
                 names = tuple(changes)
-                params = [fields[name].db_value(changes[name]) for name in names]
+                params = [getattr(Outbox, name).db_value(changes[name]) for name in names]
                 params += [row.id, Outbox.claimed_until.db_value(row.claimed_until)]
                 if self.db.execute_sql(_outcome_sql(self.db.param, names), params).rowcount != 1:
                     lost.append((row, changes))
@@ -344,10 +343,10 @@ def _outcome_sql(param: str, names: tuple[str, ...]) -> str:
     parameter marker: an outcome applies only while the claim it was sent under holds."""
     sql = _OUTCOME_SQL.get((param, names))
     if sql is None:
-        meta = Outbox._meta
-        sets = ", ".join(f'"{meta.fields[name].column_name}" = {param}' for name in names)
-        sql = (f'UPDATE "{meta.table_name}" SET {sets} '
-               f'WHERE "{meta.primary_key.column_name}" = {param} '
+        sets = ", ".join(f'"{getattr(Outbox, name).column_name}" = {param}' for name in names)
+        # Model._meta is peewee's documented metadata (tests/test_peewee_pins.py pins it).
+        sql = (f'UPDATE "{Outbox._meta.table_name}" SET {sets} '
+               f'WHERE "{Outbox.id.column_name}" = {param} '
                f'AND "{Outbox.claimed_until.column_name}" = {param}')
         _OUTCOME_SQL[(param, names)] = sql
     return sql
