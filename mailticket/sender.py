@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -64,6 +65,19 @@ class UnknownOutboxRow(MailticketError):
     def __init__(self, outbox_id: int):
         self.outbox_id = outbox_id
         super().__init__(f"no outbox row #{outbox_id}")
+
+
+@dataclass
+class _Pass:
+    """Where one ``drain`` is: what it did, and what it holds that is not recorded yet."""
+
+    sent: int = 0
+    attempted: int = 0
+    last_id: int = 0  # the highest id visited: the next claim starts above it
+    relay_down: RelayUnavailable | None = None
+    claimed: list[Outbox] = field(default_factory=list)  # claimed by us, not visited yet
+    outcomes: list[tuple[Outbox, dict]] = field(default_factory=list)  # not recorded yet
+    oldest: float = 0.0  # time.monotonic() when the first of the outcomes was decided
 
 
 class Sender:
@@ -127,53 +141,52 @@ class Sender:
 
         Rows are claimed a chunk at a time and their outcomes recorded in bulk (see the module
         docstring for the crash window this opens)."""
-        sent = attempted = 0
-        last_id = 0
-        relay_down: RelayUnavailable | None = None
-        claimed: list[Outbox] = []  # claimed by us, not visited yet
-        outcomes: list[tuple[Outbox, dict]] = []  # decided, not recorded yet
-        oldest = 0.0  # time.monotonic() when the first of them was decided
+        state = _Pass()
         try:
-            while limit is None or attempted < limit:
-                size = CHUNK if limit is None else min(CHUNK, limit - attempted)
-                chunk, lease_until = self._claim(last_id, size)
+            while limit is None or state.attempted < limit:
+                size = CHUNK if limit is None else min(CHUNK, limit - state.attempted)
+                chunk, lease_until = self._claim(state.last_id, size)
                 if not chunk:
                     break
-                claimed = list(reversed(chunk))  # popped from the end: lowest id first
                 # Past this, a send could outlive the lease: hand the rest back, claim afresh.
-                send_by = lease_until - self.lease / 2
-                while claimed:
-                    if (relay_down is None and len(claimed) < len(chunk)
-                            and self.clock() >= send_by):
-                        break
-                    row = claimed.pop()
-                    last_id = row.id
-                    attempted += 1
-                    if relay_down is not None:
-                        # Every message would fail the same way: defer without knocking again.
-                        changes = self._temporary(row, str(relay_down), give_up=False)
-                    else:
-                        delivered, relay_down, changes = self._deliver(row)
-                        sent += delivered
-                    if not outcomes:
-                        oldest = time.monotonic()
-                    outcomes.append((row, changes))
-                    if (len(outcomes) >= RECORD_EVERY
-                            or time.monotonic() - oldest >= RECORD_SECONDS):
-                        self._record(outcomes)
-                        outcomes = []
-                self._record(outcomes, release=claimed)
-                outcomes, claimed = [], []
+                self._send_chunk(state, chunk, send_by=lease_until - self.lease / 2)
+                self._record(state.outcomes, release=state.claimed)
+                state.outcomes, state.claimed = [], []
         finally:
-            if outcomes or claimed:
+            if state.outcomes or state.claimed:
                 # Something failed half-way (the database, most likely): record what was sent
                 # if at all possible, so that it is not sent again when the leases run out.
                 try:
-                    self._record(outcomes, release=claimed)
+                    self._record(state.outcomes, release=state.claimed)
                 except Exception:
                     log.exception("outbox: could not record %d outcome(s); those rows will be "
-                                  "sent again once their lease has run out", len(outcomes))
-        return sent
+                                  "sent again once their lease has run out", len(state.outcomes))
+        return state.sent
+
+    def _send_chunk(self, state: _Pass, chunk: list[Outbox], send_by: datetime) -> None:
+        """Visit the rows of ``chunk`` in id order until done or ``send_by``; the rows not
+        visited stay in ``state.claimed``."""
+        state.claimed = list(reversed(chunk))  # popped from the end: lowest id first
+        while state.claimed:
+            if (state.relay_down is None and len(state.claimed) < len(chunk)
+                    and self.clock() >= send_by):
+                break
+            row = state.claimed.pop()
+            state.last_id = row.id
+            state.attempted += 1
+            if state.relay_down is not None:
+                # Every message would fail the same way: defer without knocking again.
+                changes = self._temporary(row, str(state.relay_down), give_up=False)
+            else:
+                delivered, state.relay_down, changes = self._deliver(row)
+                state.sent += delivered
+            if not state.outcomes:
+                state.oldest = time.monotonic()
+            state.outcomes.append((row, changes))
+            if (len(state.outcomes) >= RECORD_EVERY
+                    or time.monotonic() - state.oldest >= RECORD_SECONDS):
+                self._record(state.outcomes)
+                state.outcomes = []
 
     # --- claiming and recording ------------------------------------------------------------------
 

@@ -86,16 +86,7 @@ class SmtpTransport:
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            conn.ehlo()
-            if s.security == "starttls":
-                if not conn.has_extn("starttls"):
-                    raise RelayUnavailable(f"{where} does not offer STARTTLS "
-                                           "(outgoing.smtp.security is starttls)")
-                conn.starttls(context=self._context())
-                conn.ehlo()
-            if s.username:
-                password = s.password.value if s.password is not None else ""
-                conn.login(s.username, password)
+            self._greet(conn, where)
         except RelayUnavailable:
             _quietly_close(conn)
             raise
@@ -111,6 +102,20 @@ class SmtpTransport:
             raise RelayUnavailable(f"cannot connect to {where}: {_describe(exc)}") from None
         log.debug("connected to %r", self)
         return conn
+
+    def _greet(self, conn: smtplib.SMTP, where: str) -> None:
+        """EHLO, STARTTLS when the settings ask for it, and the login if there is one."""
+        s = self.settings
+        conn.ehlo()
+        if s.security == "starttls":
+            if not conn.has_extn("starttls"):
+                raise RelayUnavailable(f"{where} does not offer STARTTLS "
+                                       "(outgoing.smtp.security is starttls)")
+            conn.starttls(context=self._context())
+            conn.ehlo()
+        if s.username:
+            password = s.password.value if s.password is not None else ""
+            conn.login(s.username, password)
 
     def close(self) -> None:
         """Say QUIT and drop the connection; the next send opens a new one."""

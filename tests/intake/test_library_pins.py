@@ -44,7 +44,7 @@ def test_imaplib_response_pops_what_the_reader_collected():
     assert (first, again) == (("EXISTS", [b"3"]), ("EXISTS", [None])), why
 
 
-# --- imapclient ------------------------------------------------------------------------------------
+# --- imapclient -----------------------------------------------------------------------------------
 
 @pytest.mark.integration
 def test_imapclient_keeps_its_imaplib_connection_in__imap(fresh_mailbox):
@@ -65,7 +65,7 @@ def test_imapclient_keeps_its_imaplib_connection_in__imap(fresh_mailbox):
         assert not take_announcements(client), why  # forgotten once taken
 
 
-# --- aiosmtpd --------------------------------------------------------------------------------------
+# --- aiosmtpd -------------------------------------------------------------------------------------
 
 def test_aiosmtpd_help_attributes_of_smtp_methods():
     """smtp._same_help copies these from SMTP.smtp_MAIL / smtp_DATA onto our overrides."""
