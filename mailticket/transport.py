@@ -62,7 +62,6 @@ class SmtpTransport:
         self.settings = settings
         self._ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
-        self._fresh = False  # the connection has not carried a transaction yet
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
