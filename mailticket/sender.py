@@ -28,9 +28,7 @@ up, hands the unsent rows back and claims afresh: no send starts on a lease abou
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -46,6 +44,7 @@ from mailticket.config import Outgoing
 from mailticket.errors import (InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure,
                                describe)
 from mailticket.models import Outbox, utcnow
+from mailticket.processes import process_alive, process_identity
 from mailticket.transport import RelayUnavailable, Transport
 from mailticket.vocabulary import OutboxStatus
 
@@ -363,38 +362,6 @@ def _outcome_sql(param: str, names: tuple[str, ...]) -> str:
                f'AND "{Outbox.claimed_until.column_name}" = {param}')
         _OUTCOME_SQL[(param, names)] = sql
     return sql
-
-
-def process_identity(pid: int | None = None) -> str:
-    """"host/pid/start" of a process: the start time (clock ticks since boot, from /proc) tells
-    a reused pid apart; without /proc it is left empty."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or ''}"
-
-
-def process_alive(owner: str) -> bool:
-    """Whether the process named by ``process_identity`` still runs on this host (True when in
-    doubt: its claim then waits for the lease, as before)."""
-    host, _, rest = owner.partition("/")
-    pid_text, _, start = rest.partition("/")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, as another user
-    return not start or _start_ticks(pid) == start
-
-
-def _start_ticks(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
