@@ -41,16 +41,26 @@ class InvalidRequest(MailticketError):
     """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
 
 
-def describe(exc: BaseException, limit: int = 2000) -> str:
+def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
+             prefix: bool | None = None) -> str:
     """One line about an error for a log, a quarantine row or an outbox row.
 
     Our own errors say what they say; anything else is prefixed with its class, since "[Errno 28] No space left" means little
     without "OSError". A timeout says "timed out". Whitespace runs become one space; longer
     than ``limit`` characters is cut with "...".
+
+    A protocol's describer redacts first and passes what may be shown as ``text`` (then the
+    timeout shortcut is its own business); ``prefix`` True or False overrides "prefixed unless
+    ours" (SMTP replies read better without "SMTPServerDisconnected: ").
     """
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    if not isinstance(exc, MailticketError) and text != exc.__class__.__name__:
-        text = f"{exc.__class__.__name__}: {text}"
+    if text is None:
+        if isinstance(exc, TimeoutError):
+            return "timed out"
+        text = str(exc)
+    name = exc.__class__.__name__
+    text = " ".join(text.split()) or name
+    if prefix is None:
+        prefix = not isinstance(exc, MailticketError)
+    if prefix and text != name:
+        text = f"{name}: {text}"
     return text if len(text) <= limit else text[:limit] + "..."

@@ -28,26 +28,27 @@ up, hands the unsent rows back and claims afresh: no send starts on a lease abou
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
 import peewee
 
+from mailticket import backoff as backoffmod
 from mailticket import db as dbmod
 from mailticket.config import Outgoing
-from mailticket.errors import InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure
+from mailticket.errors import (InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure,
+                               describe)
 from mailticket.models import Outbox, utcnow
+from mailticket.processes import process_alive, process_identity
 from mailticket.transport import RelayUnavailable, Transport
+from mailticket.vocabulary import OutboxStatus
 
 log = logging.getLogger(__name__)
-
-PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
 
 #: Rows claimed per write transaction while draining.
 CHUNK = 100
@@ -63,6 +64,19 @@ class UnknownOutboxRow(MailticketError):
     def __init__(self, outbox_id: int):
         self.outbox_id = outbox_id
         super().__init__(f"no outbox row #{outbox_id}")
+
+
+@dataclass
+class _Pass:
+    """Where one ``drain`` is: what it did, and what it holds that is not recorded yet."""
+
+    sent: int = 0
+    attempted: int = 0
+    last_id: int = 0  # the highest id visited: the next claim starts above it
+    relay_down: RelayUnavailable | None = None
+    claimed: list[Outbox] = field(default_factory=list)  # claimed by us, not visited yet
+    outcomes: list[tuple[Outbox, dict]] = field(default_factory=list)  # not recorded yet
+    oldest: float = 0.0  # time.monotonic() when the first of the outcomes was decided
 
 
 class Sender:
@@ -116,7 +130,7 @@ class Sender:
             # The database is down or locked: an outage, not a bug. Nothing was lost, the next
             # pass tries again.
             log.warning("outbox: database unavailable (%s); will try again",
-                        " ".join(str(exc).split()))
+                        describe(exc, prefix=False))
         except Exception:
             log.exception("outbox: draining failed; will try again")
 
@@ -126,53 +140,52 @@ class Sender:
 
         Rows are claimed a chunk at a time and their outcomes recorded in bulk (see the module
         docstring for the crash window this opens)."""
-        sent = attempted = 0
-        last_id = 0
-        relay_down: RelayUnavailable | None = None
-        claimed: list[Outbox] = []  # claimed by us, not visited yet
-        outcomes: list[tuple[Outbox, dict]] = []  # decided, not recorded yet
-        oldest = 0.0  # time.monotonic() when the first of them was decided
+        state = _Pass()
         try:
-            while limit is None or attempted < limit:
-                size = CHUNK if limit is None else min(CHUNK, limit - attempted)
-                chunk, lease_until = self._claim(last_id, size)
+            while limit is None or state.attempted < limit:
+                size = CHUNK if limit is None else min(CHUNK, limit - state.attempted)
+                chunk, lease_until = self._claim(state.last_id, size)
                 if not chunk:
                     break
-                claimed = list(reversed(chunk))  # popped from the end: lowest id first
                 # Past this, a send could outlive the lease: hand the rest back, claim afresh.
-                send_by = lease_until - self.lease / 2
-                while claimed:
-                    if (relay_down is None and len(claimed) < len(chunk)
-                            and self.clock() >= send_by):
-                        break
-                    row = claimed.pop()
-                    last_id = row.id
-                    attempted += 1
-                    if relay_down is not None:
-                        # Every message would fail the same way: defer without knocking again.
-                        changes = self._temporary(row, str(relay_down), give_up=False)
-                    else:
-                        delivered, relay_down, changes = self._deliver(row)
-                        sent += delivered
-                    if not outcomes:
-                        oldest = time.monotonic()
-                    outcomes.append((row, changes))
-                    if (len(outcomes) >= RECORD_EVERY
-                            or time.monotonic() - oldest >= RECORD_SECONDS):
-                        self._record(outcomes)
-                        outcomes = []
-                self._record(outcomes, release=claimed)
-                outcomes, claimed = [], []
+                self._send_chunk(state, chunk, send_by=lease_until - self.lease / 2)
+                self._record(state.outcomes, release=state.claimed)
+                state.outcomes, state.claimed = [], []
         finally:
-            if outcomes or claimed:
+            if state.outcomes or state.claimed:
                 # Something failed half-way (the database, most likely): record what was sent
                 # if at all possible, so that it is not sent again when the leases run out.
                 try:
-                    self._record(outcomes, release=claimed)
+                    self._record(state.outcomes, release=state.claimed)
                 except Exception:
                     log.exception("outbox: could not record %d outcome(s); those rows will be "
-                                  "sent again once their lease has run out", len(outcomes))
-        return sent
+                                  "sent again once their lease has run out", len(state.outcomes))
+        return state.sent
+
+    def _send_chunk(self, state: _Pass, chunk: list[Outbox], send_by: datetime) -> None:
+        """Visit the rows of ``chunk`` in id order until done or ``send_by``; the rows not
+        visited stay in ``state.claimed``."""
+        state.claimed = list(reversed(chunk))  # popped from the end: lowest id first
+        while state.claimed:
+            if (state.relay_down is None and len(state.claimed) < len(chunk)
+                    and self.clock() >= send_by):
+                break
+            row = state.claimed.pop()
+            state.last_id = row.id
+            state.attempted += 1
+            if state.relay_down is not None:
+                # Every message would fail the same way: defer without knocking again.
+                changes = self._temporary(row, str(state.relay_down), give_up=False)
+            else:
+                delivered, state.relay_down, changes = self._deliver(row)
+                state.sent += delivered
+            if not state.outcomes:
+                state.oldest = time.monotonic()
+            state.outcomes.append((row, changes))
+            if (len(state.outcomes) >= RECORD_EVERY
+                    or time.monotonic() - state.oldest >= RECORD_SECONDS):
+                self._record(state.outcomes)
+                state.outcomes = []
 
     # --- claiming and recording ------------------------------------------------------------------
 
@@ -186,7 +199,7 @@ class Sender:
         now = self.clock()
         host = self.owner.partition("/")[0] + "/"
         held = (Outbox.select(Outbox.claimed_by).distinct()
-                .where((Outbox.status == PENDING) & (Outbox.claimed_until > now)
+                .where((Outbox.status == OutboxStatus.PENDING) & (Outbox.claimed_until > now)
                        & Outbox.claimed_by.startswith(host) & (Outbox.claimed_by != self.owner)))
         released = 0
         for owner in [row.claimed_by for row in held]:
@@ -194,7 +207,8 @@ class Sender:
                 continue
             with self.transaction(self.db):
                 released += (Outbox.update(claimed_until=None, claimed_by=None)
-                             .where((Outbox.claimed_by == owner) & (Outbox.status == PENDING))
+                             .where((Outbox.claimed_by == owner)
+                                    & (Outbox.status == OutboxStatus.PENDING))
                              .execute())
         if released:
             log.warning("outbox: %d row(s) claimed by a sender that died were handed back",
@@ -202,7 +216,7 @@ class Sender:
         return released
 
     def _due(self, now: datetime) -> peewee.Expression:
-        return ((Outbox.status == PENDING) & (Outbox.next_attempt_at <= now)
+        return ((Outbox.status == OutboxStatus.PENDING) & (Outbox.next_attempt_at <= now)
                 & (Outbox.claimed_until.is_null() | (Outbox.claimed_until < now)))
 
     def _claim(self, after_id: int, size: int) -> tuple[list[Outbox], datetime]:
@@ -242,13 +256,12 @@ class Sender:
         if not outcomes and not release:
             return
         lost = []
-        fields = Outbox._meta.fields
         with self.transaction(self.db):
             for row, changes in outcomes:
                 # One small statement per row; its SQL is built once (peewee would build it anew
                 # each time, which cost more than running it).
                 names = tuple(changes)
-                params = [fields[name].db_value(changes[name]) for name in names]
+                params = [getattr(Outbox, name).db_value(changes[name]) for name in names]
                 params += [row.id, Outbox.claimed_until.db_value(row.claimed_until)]
                 if self.db.execute_sql(_outcome_sql(self.db.param, names), params).rowcount != 1:
                     lost.append((row, changes))
@@ -278,7 +291,7 @@ class Sender:
         except Exception as exc:
             log.exception("outbox #%d: unexpected error while sending; will retry", row.id)
             return False, None, self._temporary(
-                row, f"unexpected error: {exc.__class__.__name__}: {exc}")
+                row, f"unexpected error: {describe(exc, prefix=True)}")
         return True, None, self._sent(row, refused)
 
     def _describe(self, row: Outbox, recipients: list[str] | None = None) -> str:
@@ -301,8 +314,8 @@ class Sender:
             # Delivered to some: keep the row pending for the recipients refused with 4xx only.
             log.warning("outbox #%d: will retry for %s (refused for now)", row.id, ", ".join(owed))
             return self._temporary(row, f"partly delivered; refused: {note}", recipients=owed)
-        return dict(status=SENT, sent_at=now, attempts=row.attempts + 1, claimed_until=None,
-                    last_error=note or None)
+        return dict(status=OutboxStatus.SENT, sent_at=now, attempts=row.attempts + 1,
+                    claimed_until=None, last_error=note or None)
 
     def _temporary(self, row: Outbox, reason: str, recipients: list[str] | None = None,
                    give_up: bool = True) -> dict:
@@ -319,7 +332,7 @@ class Sender:
         if give_up and refusals >= self.outgoing.max_attempts:
             log.warning("%s failed after %d refusals: %s", self._describe(row, recipients),
                         refusals, reason)
-            changes["status"] = FAILED
+            changes["status"] = OutboxStatus.FAILED
             changes["last_error"] = f"gave up after {refusals} attempts: {reason}"
         else:
             delay = backoff(attempts, self.outgoing.retry_base, self.outgoing.retry_max)
@@ -330,7 +343,7 @@ class Sender:
 
     def _failed(self, row: Outbox, reason: str) -> dict:
         log.warning("%s failed: %s", self._describe(row), reason)
-        return dict(status=FAILED, attempts=row.attempts + 1, last_error=reason,
+        return dict(status=OutboxStatus.FAILED, attempts=row.attempts + 1, last_error=reason,
                     claimed_until=None)
 
 
@@ -342,53 +355,19 @@ def _outcome_sql(param: str, names: tuple[str, ...]) -> str:
     parameter marker: an outcome applies only while the claim it was sent under holds."""
     sql = _OUTCOME_SQL.get((param, names))
     if sql is None:
-        meta = Outbox._meta
-        sets = ", ".join(f'"{meta.fields[name].column_name}" = {param}' for name in names)
-        sql = (f'UPDATE "{meta.table_name}" SET {sets} '
-               f'WHERE "{meta.primary_key.column_name}" = {param} '
+        sets = ", ".join(f'"{getattr(Outbox, name).column_name}" = {param}' for name in names)
+        # Model._meta is peewee's documented metadata (tests/test_peewee_pins.py pins it).
+        sql = (f'UPDATE "{Outbox._meta.table_name}" SET {sets} '
+               f'WHERE "{Outbox.id.column_name}" = {param} '
                f'AND "{Outbox.claimed_until.column_name}" = {param}')
         _OUTCOME_SQL[(param, names)] = sql
     return sql
 
 
-def process_identity(pid: int | None = None) -> str:
-    """"host/pid/start" of a process: the start time (clock ticks since boot, from /proc) tells
-    a reused pid apart; without /proc it is left empty."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or ''}"
-
-
-def process_alive(owner: str) -> bool:
-    """Whether the process named by ``process_identity`` still runs on this host (True when in
-    doubt: its claim then waits for the lease, as before)."""
-    host, _, rest = owner.partition("/")
-    pid_text, _, start = rest.partition("/")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, as another user
-    return not start or _start_ticks(pid) == start
-
-
-def _start_ticks(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def backoff(attempts: int, base: float, cap: float) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: base, 2*base, 4*base... capped."""
-    exponent = max(attempts - 1, 0)
-    if exponent > 62:
-        return cap
-    return min(cap, base * 2 ** exponent)
+    """Seconds to wait after the ``attempts``-th failed attempt (1 for the first): base, 2*base,
+    4*base... capped; ``attempts`` counts tries, ``backoff.delay`` counts retries."""
+    return backoffmod.delay(attempts - 1, base, cap)
 
 
 def retry(db: peewee.Database, outbox_id: int) -> None:
@@ -397,18 +376,19 @@ def retry(db: peewee.Database, outbox_id: int) -> None:
         row = Outbox.get_or_none(Outbox.id == outbox_id)
         if row is None:
             raise UnknownOutboxRow(outbox_id)
-        if row.status == SENT:
+        if row.status == OutboxStatus.SENT:
             raise InvalidRequest(f"outbox #{outbox_id} was already sent at {row.sent_at}")
         now = utcnow()
-        if row.status == PENDING:
+        if row.status == OutboxStatus.PENDING:
             # Due now; a claim in progress is left alone so the row is not sent twice.
             Outbox.update(next_attempt_at=now).where(Outbox.id == outbox_id).execute()
         else:
-            Outbox.update(status=PENDING, attempts=0, refusals=0, next_attempt_at=now,
-                          claimed_until=None).where(Outbox.id == outbox_id).execute()
+            Outbox.update(status=OutboxStatus.PENDING, attempts=0, refusals=0,
+                          next_attempt_at=now, claimed_until=None
+                          ).where(Outbox.id == outbox_id).execute()
     log.info("outbox #%d queued again (was %s)", outbox_id, row.status)
 
 
 def pending_count(db: peewee.Database) -> int:
     """How many rows wait to be sent (due or not)."""
-    return Outbox.select().where(Outbox.status == PENDING).count()
+    return Outbox.select().where(Outbox.status == OutboxStatus.PENDING).count()

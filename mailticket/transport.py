@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailticket.config import Outgoing, OutgoingSmtp
-from mailticket.errors import ConfigError, PermanentFailure, TemporaryFailure
+from mailticket.errors import ConfigError, PermanentFailure, TemporaryFailure, describe
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ class SmtpTransport:
         self.settings = settings
         self._ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
-        self._fresh = False  # the connection has not carried a transaction yet
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -86,16 +85,7 @@ class SmtpTransport:
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            conn.ehlo()
-            if s.security == "starttls":
-                if not conn.has_extn("starttls"):
-                    raise RelayUnavailable(f"{where} does not offer STARTTLS "
-                                           "(outgoing.smtp.security is starttls)")
-                conn.starttls(context=self._context())
-                conn.ehlo()
-            if s.username:
-                password = s.password.value if s.password is not None else ""
-                conn.login(s.username, password)
+            self._greet(conn, where)
         except RelayUnavailable:
             _quietly_close(conn)
             raise
@@ -111,6 +101,20 @@ class SmtpTransport:
             raise RelayUnavailable(f"cannot connect to {where}: {_describe(exc)}") from None
         log.debug("connected to %r", self)
         return conn
+
+    def _greet(self, conn: smtplib.SMTP, where: str) -> None:
+        """EHLO, STARTTLS when the settings ask for it, and the login if there is one."""
+        s = self.settings
+        conn.ehlo()
+        if s.security == "starttls":
+            if not conn.has_extn("starttls"):
+                raise RelayUnavailable(f"{where} does not offer STARTTLS "
+                                       "(outgoing.smtp.security is starttls)")
+            conn.starttls(context=self._context())
+            conn.ehlo()
+        if s.username:
+            password = s.password.value if s.password is not None else ""
+            conn.login(s.username, password)
 
     def close(self) -> None:
         """Say QUIT and drop the connection; the next send opens a new one."""
@@ -229,12 +233,9 @@ def _quietly_close(conn: smtplib.SMTP | None) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    text = str(exc) or exc.__class__.__name__
-    if isinstance(exc, smtplib.SMTPException):
-        return text
-    return f"{exc.__class__.__name__}: {text}"
+    """``errors.describe``, with smtplib's errors unprefixed: their text is the relay's reply
+    or smtplib's own sentence ("Connection unexpectedly closed")."""
+    return describe(exc, prefix=not isinstance(exc, smtplib.SMTPException))
 
 
 class MaildirTransport:

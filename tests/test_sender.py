@@ -18,8 +18,9 @@ from mailticket.config import Outgoing, OutgoingSmtp
 from mailticket.db import transaction
 from mailticket.errors import InvalidRequest, MailticketError
 from mailticket.models import Outbox, utcnow
+from mailticket.processes import process_identity
 from mailticket.sender import (RECORD_EVERY, RECORD_SECONDS, Sender, backoff, pending_count,
-                               process_identity, retry)
+                               retry)
 from mailticket.transport import SmtpTransport
 
 pytestmark = pytest.mark.integration

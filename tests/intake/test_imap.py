@@ -11,9 +11,11 @@ from typing import Callable, Iterator
 
 import pytest
 
+from mailticket.backoff import delay as backoff_delay
 from mailticket.config import ImapMailbox, Secret
 from mailticket.errors import TemporaryFailure
-from mailticket.intake.imap import ImapSource, backoff_delay, describe
+from mailticket.intake.imap import ImapSource
+from mailticket.intake.imap.commands import describe
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 from tests.servers import unavailable
 from tests.servers import wait_until as wait_for
@@ -437,7 +439,7 @@ def test_a_message_over_the_size_limit_is_not_downloaded_only_its_header(fresh_m
 
 
 def test_batches_are_bounded_in_bytes_as_well_as_in_count():
-    from mailticket.intake.imap import by_bytes
+    from mailticket.intake.imap.source import by_bytes
     sizes = {1: 40, 2: 40, 3: 100, 4: 10, 5: 10}
     assert list(by_bytes([1, 2, 3, 4, 5], sizes, 90)) == [[1, 2], [3], [4, 5]]
     assert list(by_bytes([], sizes, 90)) == []

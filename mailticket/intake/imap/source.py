@@ -4,35 +4,33 @@ A message leaves the intake folder only after ``Sink.process_batch`` has returne
 transaction recording it (and the cursor) has committed. Messages are keyed ``UIDVALIDITY/UID``.
 After a crash between the commit and the move, the messages still in the folder at or below the
 cursor are moved on the next connect, by the outcome the pipeline recorded for them, without being
-handed over again. IMAP is spoken through IMAPClient with UIDs only (RFC 3501); MOVE (RFC 6851),
-UIDPLUS (RFC 4315) and IDLE (RFC 2177) are used when the server has them, with fallbacks when not.
+handed over again. The IMAP commands are in ``commands``, the waiting for mail in ``idle``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError, ProtocolError
+from imapclient.exceptions import IMAPClientError, LoginError
 
+from mailticket import backoff
 from mailticket.config import ImapMailbox
 from mailticket.errors import TemporaryFailure
+from mailticket.intake.imap.commands import (close, connect, describe, ensure_folder, expunge,
+                                             fetch_headers, fetch_raw, fetch_sizes, move,
+                                             uids_after, uids_up_to)
+from mailticket.intake.imap.idle import IDLE_RECHECK, IDLE_SLICE, take_announcements, wait_idle
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 
-log = logging.getLogger(__name__)
+# The package's logger, as when the source was one module: logging configs name it.
+log = logging.getLogger(__package__)
 
-DELETED = b"\\Deleted"
-IDLE_SLICE = 1.0  # seconds between looks at the stop event while idling
 BATCH_BYTES = 64 * 1024 * 1024  # most message bytes fetched and held at once
-HEADER_FETCH_LIMIT = 256 * 1024  # of a message too big to download, this much of its header
-_BYTES_REPR = re.compile(r"b(['\"])(.*)\1")
 
 
 class Sink(Protocol):
@@ -54,185 +52,8 @@ class Sink(Protocol):
 ErrorHandler = Callable[[Exception], None]
 
 
-# --- small functions over IMAPClient ------------------------------------------------------------
-
-def connect(mailbox: ImapMailbox) -> IMAPClient:
-    """A logged-in client; TLS as ``mailbox.security`` says (never falls back to plain text)."""
-    context = ssl.create_default_context()
-    if mailbox.security == "ssl":
-        client = IMAPClient(mailbox.host, mailbox.port, ssl=True, ssl_context=context,
-                            timeout=mailbox.timeout)
-    else:
-        client = IMAPClient(mailbox.host, mailbox.port, ssl=False, timeout=mailbox.timeout)
-    try:
-        if mailbox.security == "starttls":
-            client.starttls(context)  # raises CapabilityError when the server lacks STARTTLS
-        client.login(mailbox.username, mailbox.password.value)
-    except BaseException:
-        close(client)
-        raise
-    return client
-
-
-def close(client: IMAPClient) -> None:
-    """Drop the connection without a word to the server (it may already be gone)."""
-    try:
-        client.shutdown()
-    except Exception:
-        pass
-
-
-def ensure_folder(client: IMAPClient, folder: str) -> None:
-    """CREATE ``folder`` unless it exists (another client may create it at the same moment)."""
-    if client.folder_exists(folder):
-        return
-    try:
-        client.create_folder(folder)
-    except IMAPClientError:
-        if not client.folder_exists(folder):
-            raise
-
-
 def message_key(uidvalidity: int, uid: int) -> str:
     return f"{uidvalidity}/{uid}"
-
-
-def uids_after(client: IMAPClient, last_uid: int) -> list[int]:
-    """UIDs above ``last_uid``, ascending. ``n:*`` also matches the highest UID when it is below
-    n (RFC 3501 6.4.8), hence the filter."""
-    return sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
-
-
-def uids_up_to(client: IMAPClient, last_uid: int, *criteria: str) -> list[int]:
-    """UIDs at or below ``last_uid`` matching ``criteria``, ascending."""
-    if last_uid < 1:
-        return []
-    return sorted(uid for uid in client.search(["UID", f"1:{last_uid}", *criteria])
-                  if uid <= last_uid)
-
-
-def fetch_sizes(client: IMAPClient, uids: Sequence[int]) -> dict[int, int]:
-    """RFC822.SIZE of each message: known before a byte of it is downloaded."""
-    data = client.fetch(list(uids), ["RFC822.SIZE"])
-    return {uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()
-            if item.get(b"RFC822.SIZE") is not None}
-
-
-def fetch_headers(client: IMAPClient, uids: Sequence[int]) -> dict[int, bytes]:
-    """The header of each message (at most HEADER_FETCH_LIMIT bytes of it), without \\Seen."""
-    data = client.fetch(list(uids), [f"BODY.PEEK[HEADER]<0.{HEADER_FETCH_LIMIT}>"])
-    found = {}
-    for uid, item in data.items():
-        value = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER]")), None)
-        if value is not None:
-            found[uid] = bytes(value)
-    return found
-
-
-def fetch_raw(client: IMAPClient, uids: Sequence[int]) -> dict[int, bytes]:
-    """The bytes of each message, in one UID FETCH, without setting \\Seen. Messages expunged
-    meanwhile by another client are simply absent."""
-    data = client.fetch(list(uids), ["BODY.PEEK[]"])
-    wanted = set(uids)
-    return {uid: bytes(item[b"BODY[]"]) for uid, item in data.items()
-            if uid in wanted and item.get(b"BODY[]") is not None}
-
-
-def expunge(client: IMAPClient, uids: Sequence[int]) -> None:
-    """Expunge these \\Deleted messages: UID EXPUNGE with UIDPLUS, else a plain EXPUNGE (which
-    also removes anything else flagged \\Deleted in the folder)."""
-    if not uids:
-        return
-    if client.has_capability("UIDPLUS"):
-        client.uid_expunge(list(uids))
-    else:
-        client.expunge()
-
-
-def move(client: IMAPClient, targets: dict[str, list[int]]) -> None:
-    """Move messages of the selected folder into other folders: one UID MOVE per folder, or
-    COPY + STORE +FLAGS \\Deleted per folder and one expunge when the server lacks MOVE."""
-    targets = {folder: uids for folder, uids in targets.items() if uids}
-    if not targets:
-        return
-    if client.has_capability("MOVE"):
-        for folder, uids in targets.items():
-            client.move(uids, folder)
-        return
-    copied: list[int] = []
-    for folder, uids in targets.items():
-        client.copy(uids, folder)
-        client.add_flags(uids, [DELETED], silent=True)
-        copied += uids
-    expunge(client, copied)
-
-
-# Leave IDLE and search at least this often, a safety net: mail announced where we cannot see
-# it (see _take_announcements) would otherwise wait for the next arrival or the IDLE renewal.
-IDLE_RECHECK = 10.0
-
-
-def _take_announcements(client: IMAPClient) -> bool:
-    """Whether the server announced new messages (untagged EXISTS/RECENT) in responses that
-    IMAPClient did not hand back to us, such as those of a SEARCH; forgets them.
-
-    Dovecot syncs the mailbox at the end of a command: a message that lands while we SEARCH is
-    announced after the search result, and IDLE then has nothing new to say about it.
-    """
-    untagged = getattr(getattr(client, "_imap", None), "untagged_responses", None)
-    if not isinstance(untagged, dict):
-        return False
-    found = bool(untagged.pop("EXISTS", None)) | bool(untagged.pop("RECENT", None))
-    return found
-
-
-def wait_idle(client: IMAPClient, stop: threading.Event, renew: float,
-              slice_seconds: float = IDLE_SLICE) -> bool:
-    """IDLE until the mailbox changes, ``renew`` seconds pass or ``stop`` is set; True when the
-    server announced a change."""
-    announced = False
-    client.idle()
-    deadline = time.monotonic() + renew
-    while not stop.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        timeout = min(slice_seconds, remaining)
-        started = time.monotonic()
-        responses = client.idle_check(timeout=timeout)
-        if any(not _is_keepalive(r) for r in responses):
-            announced = True
-            break
-        if not responses and time.monotonic() - started < timeout / 2:
-            # Readable yet nothing parsed: most likely the server hung up (idle_check swallows
-            # EOF). Leave IDLE; idle_done() raises if the connection is gone.
-            break
-    client.idle_done()
-    return announced
-
-
-def _is_keepalive(response: object) -> bool:
-    return isinstance(response, tuple) and len(response) > 0 and response[0] == b"OK"
-
-
-def backoff_delay(attempt: int, base: float, cap: float,
-                  rand: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with jitter: half to all of min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * (2 ** min(attempt, 32)))
-    return ceiling / 2 + rand() * ceiling / 2
-
-
-def describe(exc: BaseException) -> str:
-    """One line about an error, safe to log: no password, no message content."""
-    if isinstance(exc, ProtocolError):
-        return "ProtocolError (unparsable server response)"  # its text may quote mail content
-    text = " ".join(str(exc).split())
-    quoted = _BYTES_REPR.fullmatch(text)  # imapclient passes server replies on as "b'...'"
-    if quoted:
-        text = quoted.group(2)
-    if len(text) > 200:
-        text = text[:200] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def by_bytes(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
@@ -283,7 +104,8 @@ class ImapSource:
                 self._session(stop)
                 break
             except Exception as exc:  # never let the daemon's intake thread die
-                delay = backoff_delay(self._failures, self.backoff_base, self.backoff_cap)
+                delay = backoff.delay(self._failures, self.backoff_base, self.backoff_cap,
+                                      rand=random.random)
                 self._failures += 1
                 self._log_failure(exc, delay)
                 self._report(exc)
@@ -314,34 +136,11 @@ class ImapSource:
 
     def _session(self, stop: threading.Event) -> None:
         """One connection: catch up, then wait for mail and take it, until stop or an error."""
-        box = self.mailbox
-        client = connect(box)
+        client = connect(self.mailbox)
         try:
-            ensure_folder(client, box.processed_folder)
-            ensure_folder(client, box.quarantine_folder)
-            uidvalidity = int(client.select_folder(box.folder)[b"UIDVALIDITY"])
-            last_uid = self._start_uid(uidvalidity)
-            unknown = self._recover(client, uidvalidity, last_uid)
-            last_uid = self._take_new(client, uidvalidity, last_uid, stop, unknown)
+            uidvalidity, last_uid = self._catch_up(client, stop)
             self._failures = 0  # a full pass worked: the next failure starts the backoff anew
-            use_idle = box.idle and client.has_capability("IDLE")
-            if box.idle and not use_idle:
-                log.info("%s: the server has no IDLE; polling every %gs", self.label,
-                         box.poll_interval)
-            while not stop.is_set():
-                announced = True
-                if use_idle:
-                    announced = wait_idle(client, stop, min(box.idle_renew, IDLE_RECHECK),
-                                          self.idle_slice)
-                elif stop.wait(box.poll_interval):
-                    break
-                if stop.is_set():
-                    break
-                before = last_uid
-                last_uid = self._take_new(client, uidvalidity, last_uid, stop)
-                if not announced and last_uid != before:
-                    log.warning("%s: IDLE did not announce new mail; the periodic re-check "
-                                "found it (up to %gs late)", self.label, IDLE_RECHECK)
+            self._follow(client, uidvalidity, last_uid, stop)
         except BaseException:
             close(client)
             raise
@@ -349,6 +148,40 @@ class ImapSource:
             client.logout()
         except Exception:
             close(client)
+
+    def _catch_up(self, client: IMAPClient, stop: threading.Event) -> tuple[int, int]:
+        """Select the folder, move what was committed before, take what is new: (UIDVALIDITY,
+        the last UID taken)."""
+        box = self.mailbox
+        ensure_folder(client, box.processed_folder)
+        ensure_folder(client, box.quarantine_folder)
+        uidvalidity = int(client.select_folder(box.folder)[b"UIDVALIDITY"])
+        last_uid = self._start_uid(uidvalidity)
+        unknown = self._recover(client, uidvalidity, last_uid)
+        return uidvalidity, self._take_new(client, uidvalidity, last_uid, stop, unknown)
+
+    def _follow(self, client: IMAPClient, uidvalidity: int, last_uid: int,
+                stop: threading.Event) -> None:
+        """Wait for mail (IDLE, or polling) and take it, until ``stop`` is set."""
+        box = self.mailbox
+        use_idle = box.idle and client.has_capability("IDLE")
+        if box.idle and not use_idle:
+            log.info("%s: the server has no IDLE; polling every %gs", self.label,
+                     box.poll_interval)
+        while not stop.is_set():
+            announced = True
+            if use_idle:
+                announced = wait_idle(client, stop, min(box.idle_renew, IDLE_RECHECK),
+                                      self.idle_slice)
+            elif stop.wait(box.poll_interval):
+                break
+            if stop.is_set():
+                break
+            before = last_uid
+            last_uid = self._take_new(client, uidvalidity, last_uid, stop)
+            if not announced and last_uid != before:
+                log.warning("%s: IDLE did not announce new mail; the periodic re-check "
+                            "found it (up to %gs late)", self.label, IDLE_RECHECK)
 
     def _start_uid(self, uidvalidity: int) -> int:
         cursor = self.sink.load_cursor(self.label)
@@ -403,11 +236,11 @@ class ImapSource:
         """
         while not stop.is_set():
             client.noop()  # lets the server announce new messages before we search
-            _take_announcements(client)
+            take_announcements(client)
             uids = sorted(set(pending) | set(uids_after(client, last_uid)))
             pending = ()
             if not uids:
-                if _take_announcements(client):
+                if take_announcements(client):
                     continue  # announced during the SEARCH, after its result: look again
                 break
             for chunk in self._chunks(client, uids):
