@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plain_duration(text: str) -> timedelta:
-    from mailticket.desk.calendar import CalendarError, parse_plain_duration
+    from mailticket.config.calendar import CalendarError, parse_plain_duration
 
     try:
         return parse_plain_duration(text)
