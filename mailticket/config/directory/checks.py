@@ -152,11 +152,28 @@ class RawCounty:
 def build(agencies: list[RawAgency], counties: list[RawCounty],
           problems: Problems) -> tuple[list[Agency], list[County]]:
     """The checks that span entries, the same for both formats; then the entries themselves."""
+    county_by_key = _distinct_counties(counties, problems)
+    _distinct_names_and_codes(agencies, problems)
+    for kind in ("domain", "address"):
+        _claimed_once(agencies, kind, problems)
+    made = {key: County(county.name, unique_raw_contacts(county.contacts, problems))
+            for key, county in county_by_key.items()}
+    result = [_agency(agency, made, problems) for agency in agencies]
+    if problems.lines:
+        return [], []
+    return result, list(made.values())
+
+
+def _distinct_counties(counties: list[RawCounty], problems: Problems) -> dict[str, RawCounty]:
     county_by_key: dict[str, RawCounty] = {}
     for county in counties:
         first = county_by_key.setdefault(county_key(county.name), county)
         if first is not county:
             problems.add(county.at, f"county {county.name!r} is already listed ({first.ref})")
+    return county_by_key
+
+
+def _distinct_names_and_codes(agencies: list[RawAgency], problems: Problems) -> None:
     by_name: dict[str, RawAgency] = {}
     by_code: dict[str, RawAgency] = {}
     for agency in agencies:
@@ -173,38 +190,36 @@ def build(agencies: list[RawAgency], counties: list[RawCounty],
         if named is not None and named is not agency and agency.code is not None:
             problems.add(agency.code.at, f"code {agency.code.value!r} is the name of another "
                                          f"agency ({named.ref}), so it would never find this one")
-    for kind, items_of in (("domain", lambda a: a.domains), ("address", lambda a: a.addresses)):
-        owner: dict[str, RawAgency] = {}
-        for agency in agencies:
-            for item in items_of(agency):
-                first = owner.setdefault(item.value, agency)
-                if first is not agency:
-                    article, hint = (("a", " (list the users of a shared domain under "
-                                            "addresses)") if kind == "domain" else ("an", ""))
-                    problems.add(item.at, f"{kind} {item.value} is claimed by both {first.name!r} "
-                                          f"({first.ref}) and {agency.name!r}; {article} {kind} "
-                                          f"belongs to one agency{hint}")
 
-    made: dict[str, County] = {}
-    for key, county in county_by_key.items():
-        made[key] = County(county.name, unique_raw_contacts(county.contacts, problems))
-    result: list[Agency] = []
+
+def _claimed_once(agencies: list[RawAgency], kind: str, problems: Problems) -> None:
+    """Each domain (or address) belongs to one agency, else routing would be ambiguous."""
+    article, hint = (("a", " (list the users of a shared domain under addresses)")
+                     if kind == "domain" else ("an", ""))
+    owner: dict[str, RawAgency] = {}
     for agency in agencies:
-        county_name = None
-        if agency.county is not None:
-            key = county_key(agency.county.value)
-            county_name = made.setdefault(key, County(agency.county.value, ())).name
-        result.append(Agency(
-            name=agency.name,
-            code=agency.code.value if agency.code else None,
-            county=county_name,
-            domains=tuple(dict.fromkeys(i.value for i in agency.domains)),
-            addresses=tuple(dict.fromkeys(i.value for i in agency.addresses)),
-            contacts=unique_raw_contacts(agency.contacts, problems),
-        ))
-    if problems.lines:
-        return [], []
-    return result, list(made.values())
+        for item in agency.domains if kind == "domain" else agency.addresses:
+            first = owner.setdefault(item.value, agency)
+            if first is not agency:
+                problems.add(item.at, f"{kind} {item.value} is claimed by both {first.name!r} "
+                                      f"({first.ref}) and {agency.name!r}; {article} {kind} "
+                                      f"belongs to one agency{hint}")
+
+
+def _agency(agency: RawAgency, counties: dict[str, County], problems: Problems) -> Agency:
+    """The checked agency; a county it names but that is not listed is made, with no contacts."""
+    county_name = None
+    if agency.county is not None:
+        key = county_key(agency.county.value)
+        county_name = counties.setdefault(key, County(agency.county.value, ())).name
+    return Agency(
+        name=agency.name,
+        code=agency.code.value if agency.code else None,
+        county=county_name,
+        domains=tuple(dict.fromkeys(i.value for i in agency.domains)),
+        addresses=tuple(dict.fromkeys(i.value for i in agency.addresses)),
+        contacts=unique_raw_contacts(agency.contacts, problems),
+    )
 
 
 def unique_raw_contacts(raw: list[RawContact], problems: Problems) -> tuple[Contact, ...]:

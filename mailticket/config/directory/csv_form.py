@@ -51,7 +51,31 @@ _IGNORED = "?"  # an unknown or repeated column: reported once in the header, no
 
 
 def read_csv(path: Path, text: str, problems: Problems
-              ) -> tuple[list[RawAgency], list[RawCounty]]:
+             ) -> tuple[list[RawAgency], list[RawCounty]]:
+    """The agencies and counties of a CSV directory, each problem added to ``problems``."""
+    rows = _rows(path, text, problems)
+    if not rows:
+        return [], []
+    header_line, header = rows[0]
+    columns = _columns(path, header_line, header, problems)
+    if columns is None:
+        return [], []
+    agencies: dict[str, RawAgency] = {}
+    counties: dict[str, RawCounty] = {}
+    for line, cells in rows[1:]:
+        values = _csv_row(path, line, columns, cells, header_line, problems)
+        if values is not None:
+            row = _Row(path, line, values, problems)
+            contact = row.contact()
+            if values.get("agency", ""):
+                _agency_row(row, agencies, contact)
+            else:
+                _county_row(row, counties, contact)
+    return list(agencies.values()), list(counties.values())
+
+
+def _rows(path: Path, text: str, problems: Problems) -> list[tuple[int, list[str]]]:
+    """(first line, cells) of every row that is not blank; [] with a problem on bad CSV."""
     first_line = text.split("\n", 1)[0]
     delimiter = ","
     if "," not in first_line:  # Excel writes ';' where ',' is the decimal comma
@@ -67,12 +91,14 @@ def read_csv(path: Path, text: str, problems: Problems
                 rows.append((start, cells))
     except csv.Error as exc:
         problems.add(f"{path}, line {end + 1}", f"not valid CSV: {exc}")  # where the row began
-        return [], []
-    if not rows:
-        return [], []
+        return []
+    return rows
 
-    header_line, header = rows[0]
-    columns: list[str | None] = []  # a column's name, None with no header, _IGNORED
+
+def _columns(path: Path, header_line: int, header: list[str],
+             problems: Problems) -> list[str | None] | None:
+    """Each column's name (None with no header, _IGNORED); None when a required one is missing."""
+    columns: list[str | None] = []
     for cell in header:
         name = cell.strip().lower()
         if not name:
@@ -90,16 +116,7 @@ def read_csv(path: Path, text: str, problems: Problems
     for name in missing:
         problems.add(f"{path}, line {header_line}",
                      f"missing column {name!r} (required: {', '.join(_REQUIRED_COLUMNS)})")
-    if missing:
-        return [], []
-
-    agencies: dict[str, RawAgency] = {}
-    counties: dict[str, RawCounty] = {}
-    for line, cells in rows[1:]:
-        values = _csv_row(path, line, columns, cells, header_line, problems)
-        if values is not None:
-            _csv_entry(path, line, values, agencies, counties, problems)
-    return list(agencies.values()), list(counties.values())
+    return None if missing else columns
 
 
 def _csv_row(path: Path, line: int, columns: list[str | None], cells: list[str],
@@ -119,63 +136,73 @@ def _csv_row(path: Path, line: int, columns: list[str | None], cells: list[str],
     return values
 
 
-def _csv_entry(path: Path, line: int, values: dict[str, str], agencies: dict[str, RawAgency],
-               counties: dict[str, RawCounty], problems: Problems) -> None:
-    def at(column: str) -> str:
-        return f"{path}, line {line}: column {column!r}"
+class _Row:
+    """One row's cells by column, with where its problems are reported."""
 
-    def get(column: str, convert: Callable[[Any], T]) -> T | None:
-        raw = values.get(column, "")
-        return problems.check(at(column), convert, raw) if raw else None
+    def __init__(self, path: Path, line: int, values: dict[str, str], problems: Problems):
+        self.path, self.line, self.values, self.problems = path, line, values, problems
+        self.ref = f"line {line}"
 
-    contact = None
-    if any(values.get(c) for c in ("role", "name", "email", "phone")):
+    def at(self, column: str) -> str:
+        return f"{self.path}, line {self.line}: column {column!r}"
+
+    def get(self, column: str, convert: Callable[[Any], T]) -> T | None:
+        raw = self.values.get(column, "")
+        return self.problems.check(self.at(column), convert, raw) if raw else None
+
+    def contact(self) -> RawContact | None:
+        if not any(self.values.get(c) for c in ("role", "name", "email", "phone")):
+            return None
         for column in ("role", "name"):
-            if not values.get(column):
-                problems.add(at(column), "missing (a contact needs a role and a name)")
-        role, name = get("role", as_text), get("name", as_text)
-        email, phone = get("email", as_address), get("phone", as_phone)
-        if role is not None and name is not None:
-            contact = RawContact(Contact(role, name, email, phone), f"{path}, line {line}",
-                                  f"line {line}")
+            if not self.values.get(column):
+                self.problems.add(self.at(column), "missing (a contact needs a role and a name)")
+        role, name = self.get("role", as_text), self.get("name", as_text)
+        email, phone = self.get("email", as_address), self.get("phone", as_phone)
+        if role is None or name is None:
+            return None
+        return RawContact(Contact(role, name, email, phone), f"{self.path}, line {self.line}",
+                          self.ref)
 
-    agency_name = values.get("agency", "")
-    if not agency_name:
-        for column in ("code", "domains", "addresses"):
-            if values.get(column):
-                problems.add(at(column), f"must be empty on a county-level row (agency empty), "
-                                         f"got {values[column]!r}")
-        if not values.get("county"):
-            problems.add(at("county"), "missing (a row with an empty agency is a county-level "
-                                       "contact and needs a county)")
-            return
-        county_name = get("county", as_name)
-        if county_name is None:
-            return
-        county = counties.setdefault(county_key(county_name),
-                                     RawCounty(county_name, at("county"), f"line {line}"))
-        if contact is not None:
-            county.contacts.append(contact)
+
+def _county_row(row: _Row, counties: dict[str, RawCounty], contact: RawContact | None) -> None:
+    """A row with an empty agency: a county-level contact of the county in its county column."""
+    for column in ("code", "domains", "addresses"):
+        if row.values.get(column):
+            row.problems.add(row.at(column), f"must be empty on a county-level row (agency "
+                                             f"empty), got {row.values[column]!r}")
+    if not row.values.get("county"):
+        row.problems.add(row.at("county"), "missing (a row with an empty agency is a "
+                                           "county-level contact and needs a county)")
         return
+    county_name = row.get("county", as_name)
+    if county_name is None:
+        return
+    county = counties.setdefault(county_key(county_name),
+                                 RawCounty(county_name, row.at("county"), row.ref))
+    if contact is not None:
+        county.contacts.append(contact)
 
-    name = get("agency", as_name)
+
+def _agency_row(row: _Row, agencies: dict[str, RawAgency], contact: RawContact | None) -> None:
+    """A row of an agency: what it adds to the agency's code, county, domains and contacts."""
+    name = row.get("agency", as_name)
     if name is None:
         return
-    agency = agencies.setdefault(fold(name), RawAgency(name, at("agency"), f"line {line}"))
+    agency = agencies.setdefault(fold(name), RawAgency(name, row.at("agency"), row.ref))
     for column, convert, same in (("code", as_code, fold), ("county", as_name, county_key)):
-        value = get(column, convert)
+        value = row.get(column, convert)
         if value is None:
             continue
         given = getattr(agency, column)
         if given is None:
-            setattr(agency, column, Item(value, at(column), f"line {line}"))
+            setattr(agency, column, Item(value, row.at(column), row.ref))
         elif same(given.value) != same(value):
-            problems.add(at(column), f"{value!r} differs from {given.value!r} given for "
-                                     f"{agency.name!r} on {given.ref}")
+            row.problems.add(row.at(column), f"{value!r} differs from {given.value!r} given for "
+                                             f"{agency.name!r} on {given.ref}")
     for column, convert in (("domains", as_domain), ("addresses", as_address)):
-        for part in split_items(values.get(column, "")):
-            value = problems.check(at(column), convert, part)
+        for part in split_items(row.values.get(column, "")):
+            value = row.problems.check(row.at(column), convert, part)
             if value is not None:
-                getattr(agency, column).append(Item(value, at(column)))
+                getattr(agency, column).append(Item(value, row.at(column)))
     if contact is not None:
         agency.contacts.append(contact)
