@@ -47,7 +47,7 @@ import peewee  # noqa: E402
 
 from mailticket import db as dbmod  # noqa: E402
 from mailticket.config import Sla  # noqa: E402
-from mailticket.desk.calendar import BusinessCalendar, BusinessDuration  # noqa: E402
+from mailticket.config.calendar import BusinessCalendar, BusinessDuration  # noqa: E402
 from mailticket.mail.compose import Composer  # noqa: E402
 from mailticket.models import Event, Message, Ticket  # noqa: E402
 from mailticket.reports.figures import IncidentLine, NoteLine, Period, gather  # noqa: E402

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mailticket import config
+from mailticket.config import declare
 from mailticket.config import load
 from mailticket.errors import ConfigError
 
@@ -146,42 +147,44 @@ def _documented_tree() -> Any:
     return yaml.safe_load(text)
 
 
-# Every mapping the loader reads, with the keys it accepts; intake's pair is not a named tuple.
-SECTIONS = [
-    ((), config._TOP_KEYS),
-    (("desk",), config._DESK_KEYS),
-    (("intake",), ("imap", "smtp")),
-    (("intake", "imap", 0), config._IMAP_KEYS),
-    (("intake", "imap", 1), config._IMAP_KEYS),
-    (("intake", "smtp"), config._SMTP_IN_KEYS),
-    (("outgoing",), config._OUT_KEYS),
-    (("outgoing", "smtp"), config._OUT_SMTP_KEYS),
-    (("outgoing", "retry"), config._RETRY_KEYS),
-    (("limits",), config._LIMIT_KEYS),
-    (("logging",), config._LOG_KEYS),
-    (("groups", "desk"), ("level", "members")),
-    (("groups", "network"), config._GROUP_KEYS),
-    (("sla",), config._SLA_KEYS),
-    (("sla", "calendar"), config._CALENDAR_KEYS),
-    (("reports", "morning"), config._REPORT_KEYS),
-    (("reports",), ("morning", "end_of_shift") + config._REPORTS_SETTINGS),
-]
+# Every mapping the loader reads: (key path, declared keys, whether other keys are names).
+SECTIONS = list(declare.mappings(config.Settings))
+_OPEN = {path: keys for path, keys, names in SECTIONS if names}
 
 
-def test_sections_cover_every_key_tuple_in_the_loader():
-    tuples = {name for name in vars(config) if re.fullmatch(r"_[A-Z_]+_KEYS", name)}
-    checked = {id(keys) for _, keys in SECTIONS}
-    covered = {name for name in tuples if id(getattr(config, name)) in checked}
-    assert covered == tuples
+def _documented(node: Any, path: tuple[str, ...], here: tuple[str, ...] = ()):
+    """The mappings at a declared key path of the documented example ('*': each entry)."""
+    if not path:
+        yield node
+        return
+    step, rest = path[0], path[1:]
+    if step == "*":
+        entries = node if isinstance(node, list) else [
+            value for key, value in node.items() if key not in _OPEN.get(here, ())]
+        for entry in entries:
+            yield from _documented(entry, rest, here + ("*",))
+    elif isinstance(node, dict) and step in node:
+        yield from _documented(node[step], rest, here + (step,))
 
 
-@pytest.mark.parametrize("where, accepted", SECTIONS,
-                         ids=[".".join(map(str, where)) or "top" for where, _ in SECTIONS])
-def test_example_documents_exactly_the_keys_the_loader_accepts(where, accepted):
-    node = _documented_tree()
-    for step in where:
-        node = node[step]
-    assert set(node) == set(accepted)
+def test_the_declarations_reach_every_section_of_the_example():
+    assert {path for path, _, _ in SECTIONS} == {
+        (), ("desk",), ("intake",), ("intake", "imap", "*"), ("intake", "smtp"), ("outgoing",),
+        ("outgoing", "smtp"), ("outgoing", "retry"), ("limits",), ("logging",), ("groups", "*"),
+        ("sla",), ("sla", "calendar"), ("reports",), ("reports", "*")}
+
+
+@pytest.mark.parametrize("where, accepted, names", SECTIONS,
+                         ids=[".".join(where) or "top" for where, _, _ in SECTIONS])
+def test_example_documents_exactly_the_keys_the_loader_accepts(where, accepted, names):
+    nodes = list(_documented(_documented_tree(), where))
+    assert nodes, f"the example has no {'.'.join(where) or 'top level'}"
+    documented: set[str] = set()
+    for node in nodes:
+        keys = set(node) & set(accepted) if names else set(node)
+        assert keys <= set(accepted), sorted(keys - set(accepted))
+        documented |= keys
+    assert documented == set(accepted)  # every declared key is in the example
 
 
 def _key_nodes(node: yaml.Node, path: tuple = ()):

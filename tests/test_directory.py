@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailticket import directory as directory_module
-from mailticket.directory import Agency, Answer, Contact, County, Directory, DirectoryError
+from mailticket.config.directory import csv_form as directory_module
+from mailticket.config.directory import Agency, Answer, Contact, County, Directory, DirectoryError
 from mailticket.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

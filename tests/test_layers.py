@@ -146,3 +146,19 @@ def test_no_package_imports_itself_in_a_circle():
 def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+LEAVES = ("mailticket.config", "mailticket.errors", "mailticket.logs")
+
+
+def test_the_leaves_import_nothing_of_ours_but_each_other():
+    """config (with the calendar and the directory), errors and logs: anyone may import them,
+    so they import nothing of mailticket's above them, and no cycle can run through them."""
+    def is_leaf(name):  # "from mailticket import errors" also names the package itself
+        return name == "mailticket" or any(name == leaf or name.startswith(leaf + ".")
+                                           for leaf in LEAVES)
+
+    found = {name: sorted(i for i in imports_of(path) if not is_leaf(i))
+             for name, path in modules() if is_leaf(name)}
+    assert "mailticket.config.directory" in found and "mailticket.config.calendar" in found
+    assert {name: bad for name, bad in found.items() if bad} == {}

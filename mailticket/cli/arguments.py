@@ -19,7 +19,7 @@ def choices(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def plain_duration(text: str) -> timedelta:
-    from mailticket.desk.calendar import CalendarError, parse_plain_duration
+    from mailticket.config.calendar import CalendarError, parse_plain_duration
 
     try:
         return parse_plain_duration(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from mailticket.directory import Answer
+from mailticket.config.directory import Answer
 from mailticket.errors import InvalidRequest
 
 from .arguments import Commands, add_json

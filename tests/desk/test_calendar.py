@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailticket.desk.calendar import (
+from mailticket.config.calendar import (
     BusinessCalendar,
     BusinessDuration,
     CalendarError,

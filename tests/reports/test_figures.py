@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from mailticket.config import Sla
-from mailticket.desk.calendar import BusinessCalendar, BusinessDuration
+from mailticket.config.calendar import BusinessCalendar, BusinessDuration
 from mailticket.models import Event, Message, Ticket
 from mailticket.models import database_proxy
 from mailticket.reports.figures import Count, IncidentLine, NoteLine, Period, gather

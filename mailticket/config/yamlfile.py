@@ -1,15 +1,19 @@
-"""YAML as the admin writes it: the safe loader (libyaml's when built in) that also refuses a key
-given twice in one mapping, which PyYAML would otherwise resolve by silently keeping the last
-(a second ``contacts:`` or ``limits:`` would drop the first)."""
+"""The one YAML reader for the config and the directory file, and how their problems show values.
+
+The safe loader (libyaml's when built in) also refuses a key given twice in one mapping, which
+PyYAML would otherwise resolve by silently keeping the last (a second ``contacts:`` or
+``limits:`` would drop the first).
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import yaml
 
-__all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load", "show"]
+__all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load", "show", "where_and_why",
+           "unknown_keys"]
 
 
 class _RefuseDuplicateKeys:
@@ -62,3 +66,18 @@ def show(value: Any) -> str:
     if isinstance(value, (date, time)):
         return repr(value.isoformat())
     return repr(value)
+
+
+def where_and_why(exc: yaml.YAMLError) -> tuple[tuple[int, int] | None, str]:
+    """The (line, column) a YAML error points at, counted from 1 (None without one), and why."""
+    mark = getattr(exc, "problem_mark", None)
+    where = (mark.line + 1, mark.column + 1) if mark else None
+    return where, getattr(exc, "problem", None) or str(exc)
+
+
+def unknown_keys(mapping: dict[Any, Any], allowed: Iterable[str]) -> Iterator[tuple[Any, str]]:
+    """(key, problem) for each key of ``mapping`` that is not ``allowed``."""
+    allowed = tuple(allowed)
+    for name in mapping:
+        if name not in allowed:
+            yield name, f"unknown key (expected one of: {', '.join(allowed)})"
