@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 
 from mailticket.config import Settings
 from mailticket.intake.imap import ImapSource
@@ -48,7 +49,7 @@ class Daemon:
             source = ImapSource(mailbox, self.app.pipeline,
                                 max_message_bytes=settings.limits.max_message_bytes)
             self.source_threads.append(
-                self._thread(f"imap {mailbox.label}", lambda s=source: s.run(self.stop_event)))
+                self._thread(f"imap {mailbox.label}", partial(source.run, self.stop_event)))
         if settings.intake.smtp is not None:
             self.smtp_server = SmtpIntakeServer(settings.intake.smtp, self.app.pipeline,
                                                 settings.limits.max_message_bytes)
@@ -83,7 +84,7 @@ class Daemon:
                                         timezone="UTC")
         for job in JOBS.values():
             scheduler.add_job(run, "interval", seconds=job.every_seconds, args=[job.name],
-                              id=job.name, name=job.name, next_run_time=datetime.now(timezone.utc))
+                              id=job.name, name=job.name, next_run_time=datetime.now(UTC))
         scheduler.start()
         self.scheduler = scheduler
 

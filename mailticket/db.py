@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import select
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import peewee
@@ -63,7 +64,7 @@ class _Postgres(peewee.PostgresqlDatabase):
     statement opens a new one. The statement that met the dead connection has already failed,
     and with it its transaction, which the caller retries."""
 
-    def cursor(self, named_cursor=None):  # type: ignore[override]
+    def cursor(self, named_cursor=None):
         conn = self._state.conn
         if conn is not None and not self._state.transactions and (conn.closed or _hung_up(conn)):
             log.warning("database: the connection to PostgreSQL was lost; reconnecting")

@@ -1,6 +1,6 @@
 """The exception tree: every error mailticket raises on purpose is a MailticketError.
 
-Only ``cli.py`` turns these into exit codes and one-line messages.
+Only ``cli`` turns these into exit codes and one-line messages.
 """
 
 
@@ -45,9 +45,9 @@ def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
              prefix: bool | None = None) -> str:
     """One line about an error for a log, a quarantine row or an outbox row.
 
-    Our own errors say what they say; anything else is prefixed with its class, since "[Errno 28] No space left" means little
-    without "OSError". A timeout says "timed out". Whitespace runs become one space; longer
-    than ``limit`` characters is cut with "...".
+    Our own errors say what they say; anything else is prefixed with its class, since
+    "[Errno 28] No space left" means little without "OSError". A timeout says "timed out".
+    Whitespace runs become one space; longer than ``limit`` characters is cut with "...".
 
     A protocol's describer redacts first and passes what may be shown as ``text`` (then the
     timeout shortcut is its own business); ``prefix`` True or False overrides "prefixed unless

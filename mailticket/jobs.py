@@ -6,9 +6,9 @@ reports). ``run_job`` runs one as at a given moment and records when it ran (``j
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import peewee
 

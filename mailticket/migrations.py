@@ -11,8 +11,16 @@ import secrets
 import peewee
 
 from mailticket.db import is_sqlite
-from mailticket.models import (ALL_MODELS, THREAD_KEY, JSONField, Outbox, ReportRun, SchemaVersion,
-                               Setting, Ticket)
+from mailticket.models import (
+    ALL_MODELS,
+    THREAD_KEY,
+    JSONField,
+    Outbox,
+    ReportRun,
+    SchemaVersion,
+    Setting,
+    Ticket,
+)
 
 log = logging.getLogger(__name__)
 

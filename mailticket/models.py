@@ -4,11 +4,10 @@ mailbox cursors and the quarantine. Times are naive UTC."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import peewee
 
-from mailticket.db import is_sqlite
 from mailticket.vocabulary import Channel, QuarantineStatus
 
 # What the models are bound to: one database per process, bound by ``wiring.attach``.
@@ -16,14 +15,14 @@ database_proxy = peewee.DatabaseProxy()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class JSONField(peewee.TextField):
-    def db_value(self, value):  # type: ignore[override]
+    def db_value(self, value):
         return None if value is None else json.dumps(value, ensure_ascii=False)
 
-    def python_value(self, value):  # type: ignore[override]
+    def python_value(self, value):
         return None if value is None else json.loads(value)
 
 
@@ -33,7 +32,7 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
     @classmethod
-    def create(cls, **values):  # type: ignore[override]
+    def create(cls, **values):
         """``Model.create`` with the INSERT statement built once per set of columns.
 
         peewee builds the SQL of every INSERT anew, and intake makes five rows per message:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import jinja2
 import peewee
@@ -15,8 +16,14 @@ from mailticket.config import Settings
 from mailticket.db import Prepared
 from mailticket.errors import TemporaryFailure
 from mailticket.mail import tokens
-from mailticket.mail.compose import (Composer, Recipient, build_message, deliverable,
-                                     subject_with_tag, ticket_tag)
+from mailticket.mail.compose import (
+    Composer,
+    Recipient,
+    build_message,
+    deliverable,
+    subject_with_tag,
+    ticket_tag,
+)
 from mailticket.mail.kinds import CAPPED_KINDS, MAIL_KINDS, STAFF_KINDS
 from mailticket.models import Outbox, Ticket, thread_key, utcnow
 from mailticket.vocabulary import OutboxStatus
@@ -105,7 +112,8 @@ class Mailer:
             attachments=attachments,
         )
         recipients = _unique([deliverable(r.address) for r in to + cc])
-        status, reason = OutboxStatus.PENDING, None
+        status: OutboxStatus = OutboxStatus.PENDING
+        reason: str | None = None
         if auto_reply:
             status, reason = self._cap_check(recipients)
         row = Outbox.create(
@@ -122,7 +130,7 @@ class Mailer:
                 self._queued += 1
         return row
 
-    def _cap_check(self, recipients: list[str]) -> tuple[str, str | None]:
+    def _cap_check(self, recipients: list[str]) -> tuple[OutboxStatus, str | None]:
         limits = self.settings.limits
         db, held = self.db, OutboxStatus.HELD
         now = self.clock()

@@ -31,18 +31,23 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import peewee
 
 from mailticket import backoff as backoffmod
 from mailticket import db as dbmod
 from mailticket.config import Outgoing
-from mailticket.errors import (InvalidRequest, MailticketError, PermanentFailure, TemporaryFailure,
-                               describe)
+from mailticket.errors import (
+    InvalidRequest,
+    MailticketError,
+    PermanentFailure,
+    TemporaryFailure,
+    describe,
+)
 from mailticket.models import Outbox, utcnow
 from mailticket.processes import process_alive, process_identity
 from mailticket.transport import RelayUnavailable, Transport
@@ -250,7 +255,7 @@ class Sender:
                     .order_by(Outbox.id))
         return rows, until
 
-    def _record(self, outcomes: list[tuple[Outbox, dict]], release: list[Outbox] = ()) -> None:
+    def _record(self, outcomes: list[tuple[Outbox, dict]], release: Sequence[Outbox] = ()) -> None:
         """Write ``outcomes`` (and hand back ``release``: claimed, not visited) in one write
         transaction. Each change applies only while our claim holds."""
         if not outcomes and not release:

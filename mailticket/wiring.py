@@ -11,9 +11,9 @@ is still open is refused with a clear error, since the models cannot point at tw
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import peewee
 

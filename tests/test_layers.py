@@ -27,7 +27,7 @@ MODULES = dict(modules())
 
 def imports_of(path: Path) -> set[str]:
     """Every name of ours the module imports, relative imports resolved: ``from a import b``
-    gives ``a`` and ``a.b`` (which may be a module or a name in ``a``)."""
+    gives ``a.b``, and ``a`` too unless ``b`` is a module of ``a``."""
     package = [name for name, p in MODULES.items() if p == path][0]
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
@@ -41,9 +41,11 @@ def imports_of(path: Path) -> set[str]:
                 parts = package.split(".")
                 parts = parts[:len(parts) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
-            if base:
+            names = [f"{base}.{alias.name}" if base else alias.name for alias in node.names]
+            found.update(names)
+            # "from a import b" where b is a module imports b; a's own names only otherwise.
+            if base and not all(name in MODULES for name in names):
                 found.add(base)
-            found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
     return {name for name in found if name.startswith("mailticket")}
 
 

@@ -6,8 +6,9 @@ import argparse
 import getpass
 import os
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # argparse's object that ``add_subparsers`` returns (its class is private to argparse).
 Commands = Any
@@ -41,7 +42,7 @@ def moment(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"not a date and time like 2026-12-01T09:00: {text!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 

@@ -38,7 +38,8 @@ def list_jobs(app: App, args: argparse.Namespace) -> int:
 
 
 def run_job(app: App, args: argparse.Namespace) -> int:
-    from mailticket.jobs import JOBS, run_job as run
+    from mailticket.jobs import JOBS
+    from mailticket.jobs import run_job as run
     from mailticket.models import utcnow
 
     if args.name not in JOBS:

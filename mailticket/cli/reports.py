@@ -59,7 +59,7 @@ def list_reports(app: App, args: argparse.Namespace) -> int:
         last = queries.last_report_run(s.name)
         print(f"{s.name}: {s.title!r} at {s.at:%H:%M} {days} ({s.timezone}) to "
               f"{', '.join(s.to)}")
-        print(f"    last: " + (f"{when(last.slot)} {last.outcome}" if last else "never")
+        print("    last: " + (f"{when(last.slot)} {last.outcome}" if last else "never")
               + f"   next: {when(next_slot(s, now))}")
     return EXIT_OK
 

@@ -10,8 +10,16 @@ from mailticket.desk import queries
 from mailticket.models import Event, Message, Ticket, utcnow
 from mailticket.vocabulary import Channel, Direction, OutboxStatus, TicketStatus
 
-from .arguments import (Commands, actor, add_actor, add_json, choices, mail_address,
-                        plain_duration, ticket_number)
+from .arguments import (
+    Commands,
+    actor,
+    add_actor,
+    add_json,
+    choices,
+    mail_address,
+    plain_duration,
+    ticket_number,
+)
 from .exitcodes import EXIT_OK
 from .output import iso, print_json, safe, when
 

@@ -11,9 +11,18 @@ from mailticket.config.calendar import BusinessCalendar, BusinessDuration, Calen
 from mailticket.config.directory import Directory, DirectoryError
 from mailticket.config.loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load
 from mailticket.config.process import Agent, Group, Process
-from mailticket.config.settings import (DeskSettings, ImapMailbox, Intake, Limits,
-                                        LoggingSettings, Outgoing, OutgoingSmtp, Secret, Settings,
-                                        SmtpIntake)
+from mailticket.config.settings import (
+                                        DeskSettings,
+                                        ImapMailbox,
+                                        Intake,
+                                        Limits,
+                                        LoggingSettings,
+                                        Outgoing,
+                                        OutgoingSmtp,
+                                        Secret,
+                                        Settings,
+                                        SmtpIntake,
+)
 from mailticket.config.sla import Reports, ReportSchedule, Sla
 from mailticket.errors import ConfigError
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailticket.config import yamlfile
@@ -240,20 +241,20 @@ class BusinessCalendar:
     # --- inside ---
 
     def _local_date(self, at: datetime) -> date:
-        return at.replace(tzinfo=timezone.utc).astimezone(self._zone).date()
+        return at.replace(tzinfo=UTC).astimezone(self._zone).date()
 
     def _local_wall(self, at: datetime) -> datetime:
-        return at.replace(tzinfo=timezone.utc).astimezone(self._zone).replace(tzinfo=None)
+        return at.replace(tzinfo=UTC).astimezone(self._zone).replace(tzinfo=None)
 
     def _wall_to_utc(self, wall: datetime) -> datetime:
         """The first instant (naive UTC) at which the local clock shows ``wall`` or later."""
         # fold=0 is the earlier of the two instants of a time the clock shows twice.
-        first = wall.replace(tzinfo=self._zone).astimezone(timezone.utc).replace(tzinfo=None)
+        first = wall.replace(tzinfo=self._zone).astimezone(UTC).replace(tzinfo=None)
         if self._local_wall(first) == wall:
             return first
         # In a gap (the clocks jumped over ``wall``): the answer is the jump itself, which lies
         # between the two readings of ``wall``, one with each offset. Bisect to the microsecond.
-        other = (wall.replace(tzinfo=self._zone, fold=1).astimezone(timezone.utc)
+        other = (wall.replace(tzinfo=self._zone, fold=1).astimezone(UTC)
                  .replace(tzinfo=None))
         low, high = sorted((first, other))
         before, after = 0, (high - low) // _MICROSECOND  # local(low) < wall <= local(high)
@@ -302,7 +303,7 @@ def _zone_or_none(name: Any) -> tzinfo | None:
     if not isinstance(name, str) or not name:
         return None
     if name == "UTC":
-        return timezone.utc  # needs no tz database
+        return UTC  # needs no tz database
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

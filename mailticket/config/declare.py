@@ -15,11 +15,13 @@ import dataclasses
 import inspect
 import re
 from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from mailticket.config.reader import Reader, join
 from mailticket.config.values import show
+
 
 class _Required:
     def __repr__(self) -> str:
@@ -91,8 +93,10 @@ class Items(Declared):
         found = []
         for i, item in enumerate(raw):
             at = f"{where}[{i}]"
-            value = (r.convert(at, item, self.converter) if item is not None
-                     else r.problem(at, "missing (required)"))
+            if item is None:
+                r.problem(at, "missing (required)")
+                continue
+            value = r.convert(at, item, self.converter)
             if value is not None:
                 found.append(value)
         if self.required and not found:

@@ -3,9 +3,10 @@ who escalates to whom, and when an agent's mail counts as the agent's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from mailticket.config import values as v
 from mailticket.config.declare import Scope, custom, items, named, setting
@@ -137,10 +138,10 @@ class Process:
         for source, targets in self.escalation:
             if source == name:
                 return targets
-        source = self.group(name)
-        if source is None:
+        group = self.group(name)
+        if group is None:
             return ()
-        return tuple(g.name for g in self.groups if g.level > source.level)
+        return tuple(g.name for g in self.groups if g.level > group.level)
 
     @cached_property
     def agents(self) -> tuple[Agent, ...]:

@@ -4,8 +4,9 @@ with its file and key path."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from mailticket.config import yamlfile
 from mailticket.config.values import Invalid, show

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from mailticket.config import values as v
 from mailticket.config.declare import Scope, entries, items, section, setting
@@ -107,7 +108,9 @@ class ImapMailbox:
 class SmtpIntake:
     host: str = setting(v.listen, ("127.0.0.1", 8025), key="listen", spread=("host", "port"),
                         in_code=False, help="HOST:PORT to listen on ([::1]:8025 for IPv6)")
-    port: int
+    # mypy reads ``= setting(...)`` as a default; with in_code=False it is none, so this order
+    # is valid (dataclasses checks it when the class is made).
+    port: int  # type: ignore[misc]
     protocol: str = setting(v.choice("smtp", "lmtp"), "smtp", help="smtp or lmtp")
 
     @property

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import time
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from mailticket.config import yamlfile
 from mailticket.config.addresses import valid_address

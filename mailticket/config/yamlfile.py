@@ -7,8 +7,9 @@ PyYAML would otherwise resolve by silently keeping the last (a second ``contacts
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import yaml
 
@@ -17,6 +18,7 @@ __all__ = ["UniqueKeyLoader", "FastUniqueKeyLoader", "load", "show", "where_and_
 
 
 class _RefuseDuplicateKeys:
+    construct_object: Callable[..., Any]  # the loader's, which this is mixed into
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:

@@ -5,7 +5,7 @@ the desk. Each checks the ticket's state first and tells whoever must act next.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailticket.config import Agent
 from mailticket.desk.core import DeskCore, excerpt, required_text, ticket_context

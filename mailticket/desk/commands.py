@@ -12,8 +12,9 @@ and never ignored. ``#42`` (a number) or ``# heading`` (a space) is text, not a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mailticket.errors import InvalidRequest
 from mailticket.vocabulary import TicketStatus

@@ -6,7 +6,7 @@ of our mail), and the ticket lookups routing decides on.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from mailticket.desk.core import Arrival, DeskCore, real_id, ticket_context, view
 from mailticket.desk.views import TicketView

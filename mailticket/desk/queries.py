@@ -5,9 +5,9 @@ Nothing here writes or opens a transaction: the caller reads inside its own, or 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator, Sequence, Union
 
 import peewee
 
@@ -95,9 +95,9 @@ class History:
     def attachments_of(self, message: Message) -> list[Attachment]:
         return self.attachments.get(message.id, [])
 
-    def timeline(self) -> list[Union[Message, Event]]:
+    def timeline(self) -> list[Message | Event]:
         """Messages and events in the order they happened; at the same moment, messages first."""
-        entries: list[tuple[datetime, int, Union[Message, Event]]] = [
+        entries: list[tuple[datetime, int, Message | Event]] = [
             (m.created_at, 0, m) for m in self.messages]
         entries += [(e.at, 1, e) for e in self.events]
         entries.sort(key=lambda entry: (entry[0] or datetime.min, entry[1]))

@@ -4,7 +4,7 @@ decision's action up here and calls the desk. Adding an action is one row (and i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mailticket.config import Agent
 from mailticket.desk.tickets import Arrival, Desk

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Callable
 
 import peewee
 
@@ -161,7 +161,7 @@ class Pipeline:
             return self._settle(item, Taken(outcome, "already taken in from this source",
                                             action="seen"), record=False)
         failure: Exception | None = None
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             try:
                 with savepoint(self.db):
                     return self._process(item)
@@ -200,8 +200,8 @@ class Pipeline:
                          outsider_mail=self.settings.desk.outsider_mail,
                          bounce=bounces.analyse(mail) if verdict.kind is Kind.BOUNCE else None,
                          agents=self.agents, from_agent=agent is not None,
-                         report_notes_address=self.settings.desk.report_notes_address,
-                         comment_address=self.settings.desk.comment_address)
+                         report_notes_address=self.settings.desk.report_notes_address or "",
+                         comment_address=self.settings.desk.comment_address or "")
         taken = Taken(Outcome.RECORDED, decision.reason, mail.message_id, verdict.kind.value,
                       decision.action.value)
         if decision.action is Action.QUARANTINE:

@@ -11,7 +11,7 @@ from email.message import Message
 
 from mailticket.mail.charsets import drop_surrogates, fix_8bit
 from mailticket.mail.headertext import FOLD, HeaderText, one_line
-from mailticket.mail.mime import is_attachment, walk
+from mailticket.mail.mime import children, is_attachment, payload_bytes, walk
 from mailticket.mail.notes import UNSAFE_CHARS, Notes, short, size
 from mailticket.mail.parsed import AttachmentPart, ParseLimits
 
@@ -106,11 +106,13 @@ class _Found:
         guard = self.defects.guard
         maintype = part.get_content_maintype()
         if maintype == "multipart":
-            data = guard("multipart part", lambda: part.get_payload(decode=True), b"")
+            empty: bytes | None = b""
+            data = guard("multipart part", lambda: payload_bytes(part), empty)
             return data if data and data.strip() else None
         if maintype == "message":
             return guard(f"{content_type} part", lambda: _message_bytes(part), b"")
-        return guard(f"{content_type} part", lambda: part.get_payload(decode=True), b"")
+        nothing: bytes | None = b""
+        return guard(f"{content_type} part", lambda: payload_bytes(part), nothing)
 
     def _name_of(self, part: Message, content_type: str) -> str:
         name = self.defects.guard(
@@ -143,7 +145,7 @@ def _message_bytes(part: Message) -> bytes:
     payload = part.get_payload()
     if isinstance(payload, list):
         # message/rfc822 holds one message; delivery-status holds one block per recipient.
-        return b"\n".join(sub.as_bytes(policy=_GENERATE_POLICY) for sub in payload)
+        return b"\n".join(sub.as_bytes(policy=_GENERATE_POLICY) for sub in children(part))
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
 
@@ -178,7 +180,7 @@ def _attachment_name(part: Message, content_type: str, number: int, text: Header
     if name or content_type not in ("message/rfc822", "message/global"):
         return name
     # A forwarded message without a filename: name it after its subject, as RT does.
-    inner = part.get_payload(0) if part.is_multipart() else None
+    inner = next(iter(children(part)), None) if part.is_multipart() else None
     subject = next((raw for key, raw in inner.raw_items() if key.lower() == "subject"), None) \
         if inner is not None else None
     if subject:

@@ -4,11 +4,11 @@ normalised and capped."""
 
 from __future__ import annotations
 
-from email.message import Message
+from email.message import EmailMessage, Message
 
 from mailticket.mail.charsets import decode_bytes, drop_surrogates
 from mailticket.mail.htmltext import html_to_text
-from mailticket.mail.mime import is_attachment, is_lying_multipart, walk
+from mailticket.mail.mime import children, is_attachment, is_lying_multipart, walk
 from mailticket.mail.notes import Notes
 
 __all__ = ["MAX_BODY", "choose_body", "normalise_text", "part_text"]
@@ -30,6 +30,8 @@ def part_text(part: Message, defects: Notes, where: str) -> str:
         return ""
     if isinstance(payload, str):  # defensive: decode=True returns bytes for every leaf
         return drop_surrogates(payload)
+    if not isinstance(payload, bytes):
+        return ""
     return decode_bytes(payload, part.get_content_charset(), defects, where)
 
 
@@ -61,6 +63,8 @@ def choose_body(msg: Message, parents: dict[int, Message | None],
 
 
 def _find(msg: Message, preference: str, defects: Notes) -> Message | None:
+    if not isinstance(msg, EmailMessage):  # parse builds every part as one (mime._Part)
+        return None
     return defects.guard("body", lambda: msg.get_body(preferencelist=(preference,)), None)
 
 
@@ -73,7 +77,7 @@ def _plain_text(plain: Message, parents: dict[int, Message | None], used: set[in
     parent = parents.get(id(plain))
     if parent is None or parent.get_content_type() != "multipart/mixed":
         return text
-    siblings = parent.get_payload()
+    siblings = children(parent)
     pieces, length = [text], len(text)
     for sibling in siblings[siblings.index(plain) + 1:]:
         if (sibling.get_content_type() != "text/plain" or is_attachment(sibling)

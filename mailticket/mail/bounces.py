@@ -19,10 +19,23 @@ import logging
 from dataclasses import dataclass, field
 
 from mailticket.mail.bouncetext import TEXT_ADDRESS, quoted_ids, text_address, text_recipients
-from mailticket.mail.dsn import (DSN_TYPES, HEADER_TYPES, ID_FIELDS, MAX_IDS, MAX_LINE,
-                                 MAX_RECIPIENTS, MAX_TEXT, ORIGINAL_TYPES, FailedRecipient,
-                                 delivery_status_text, dsn_blocks, header_block, ids_in,
-                                 part_text, recipient_of)
+from mailticket.mail.dsn import (
+    DSN_TYPES,
+    HEADER_TYPES,
+    ID_FIELDS,
+    MAX_IDS,
+    MAX_LINE,
+    MAX_RECIPIENTS,
+    MAX_TEXT,
+    ORIGINAL_TYPES,
+    FailedRecipient,
+    delivery_status_text,
+    dsn_blocks,
+    header_block,
+    ids_in,
+    part_text,
+    recipient_of,
+)
 from mailticket.mail.parse import ParsedMail, parse
 
 __all__ = ["BounceReport", "FailedRecipient", "analyse"]

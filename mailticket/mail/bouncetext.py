@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import re
 
-from mailticket.mail.dsn import (ID_FIELDS, MAX_IDS, MAX_LINE, MAX_RECIPIENTS, MAX_TEXT,
-                                 FailedRecipient, ids_in, one_line, status_in)
+from mailticket.mail.dsn import (
+    ID_FIELDS,
+    MAX_IDS,
+    MAX_LINE,
+    MAX_RECIPIENTS,
+    MAX_TEXT,
+    FailedRecipient,
+    ids_in,
+    one_line,
+    status_in,
+)
 
 __all__ = ["LINE_PATTERNS", "TEXT_ADDRESS", "TEXT_INTROS", "quoted_ids", "text_address",
            "text_recipients"]
@@ -212,7 +221,7 @@ class _Reader:
     def _known_line(self, number: int, line: str) -> bool:
         """A line of one of the LINE_PATTERNS shapes that names a recipient."""
         temporary = self.section_temporary if self.section_left else (
-            self.delay_subject and not (self.first_intro is False))
+            self.delay_subject and self.first_intro is not False)
         for pattern, whole_line in LINE_PATTERNS:
             match = pattern.search(line)
             if match:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from mailticket.mail.parse import Address, ParsedMail
 

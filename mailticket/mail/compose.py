@@ -13,12 +13,13 @@ import binascii
 import re
 import secrets
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import Header
 from email.utils import encode_rfc2231, format_datetime, formataddr
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jinja2
 
@@ -71,7 +72,7 @@ class Recipient:
 
 
 def _autoescape(name: str | None) -> bool:
-    return bool(name) and name.endswith(".html.j2")
+    return name is not None and name.endswith(".html.j2")
 
 
 class Composer:
@@ -207,7 +208,7 @@ def build_message(
         headers.append(("Reply-To", _address(reply_to)))
     headers += [
         ("Subject", _encoded(subject_with_tag(rendered.subject, tag))),
-        ("Date", format_datetime(date or datetime.now(timezone.utc))),
+        ("Date", format_datetime(date or datetime.now(UTC))),
         ("Message-ID", one_line(message_id)),
     ]
     # Message-IDs are ASCII by definition; a broken non-ASCII one is better left out.
@@ -229,7 +230,7 @@ def build_message(
 
     # UTF-8 only where an address has a non-ASCII local part (RFC 6532; the relay then needs
     # SMTPUTF8); names and subjects are RFC 2047-encoded above.
-    lines = [f"{name}: {value}".encode("utf-8") for name, value in headers]
+    lines = [f"{name}: {value}".encode() for name, value in headers]
     # "=_" never occurs in quoted-printable or base64 output, so no boundary can clash with it.
     mixed = f"=_mailticket_{secrets.token_hex(12)}" if attachments else None
     if mixed:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 __all__ = ["DSN_TYPES", "HEADER_TYPES", "ID_FIELDS", "MAX_IDS", "MAX_LINE", "MAX_RECIPIENTS",
            "MAX_TEXT", "ORIGINAL_TYPES", "FailedRecipient", "delivery_status_text", "dsn_blocks",
@@ -130,7 +130,7 @@ def _unfolded_fields(lines: Iterable[str]) -> Iterator[tuple[str, str] | None]:
 
 def header_block(text: str) -> list[tuple[str, str]]:
     """The fields of the header block at the start of ``text`` (up to the first blank line)."""
-    fields = []
+    fields: list[tuple[str, str]] = []
     for item in _unfolded_fields(text.split("\n", 2000)[:2000]):
         if item is None:
             if fields:

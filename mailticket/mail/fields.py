@@ -7,7 +7,7 @@ import email.policy
 import email.utils
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mailticket.mail.charsets import drop_surrogates, fix_8bit
 from mailticket.mail.headertext import FOLD, HeaderText, one_line
@@ -60,8 +60,9 @@ def _pairs(header: str, value: str, text: HeaderText, notes: Notes) -> list[tupl
     # split the list there ("=?utf-8?q?Ann=0D=0ABcc:_evil@x?= <ann@x>" gave the mailbox
     # "_evil@x?="): it gets them re-encoded in base64, which has none.
     safe = notes.guard(header, lambda: text.normalise_words(header, value), "")
+    no_pairs: list[tuple[str, str]] = []
     return [(text(header, name), addr) for name, addr in
-            notes.guard(header, lambda: email.utils.getaddresses([safe]), [])]
+            notes.guard(header, lambda: email.utils.getaddresses([safe]), no_pairs)]
 
 
 def _make_address(name: str, addr: str, header: str, notes: Notes) -> Address | None:
@@ -180,7 +181,7 @@ def date(raw_value: str | None, notes: Notes) -> datetime | None:
         parsed = email.utils.parsedate_to_datetime(value)
         if parsed.tzinfo is None:  # "-0000": zone unknown; the best guess is UTC
             return parsed
-        return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        return parsed.astimezone(UTC).replace(tzinfo=None)
     except Exception:  # noqa: BLE001 - ValueError, TypeError, OverflowError on odd dates
         notes.add(f"Date: unparseable {short(value, 60)!r}")
         return None

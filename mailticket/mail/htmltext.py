@@ -69,7 +69,7 @@ class _Converter(HTMLParser):
         match = _COMMENT_END.search(rawdata, i + 4)
         return -1 if match is None else match.end()
 
-    def parse_marked_section(self, i: int, report: int = 1) -> int:
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
         # "<![CDATA[...]]>", "<![if ...]>" are read (and hidden) as _markupbase does; any other
         # keyword makes it raise AssertionError. HTML has no such sections: a browser reads
         # "<![foo[" as a bogus comment up to the next ">".

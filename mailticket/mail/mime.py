@@ -15,15 +15,17 @@ import email.parser
 import email.policy
 import email.utils
 import re
+from collections.abc import Iterator
 from email.message import EmailMessage, Message
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 from mailticket.mail.charsets import codec
 from mailticket.mail.headertext import FOLD
 from mailticket.mail.notes import Notes, short, size
 from mailticket.mail.parsed import ParseLimits
 
-__all__ = ["MAX_HEADER_FIELDS", "MIN_PARTS_READ", "Budget", "charset_guess", "is_attachment",
+__all__ = ["MAX_HEADER_FIELDS", "MIN_PARTS_READ", "Budget", "charset_guess", "children",
+           "is_attachment", "payload_bytes",
            "is_lying_multipart", "package_defects", "parse_tree", "split_params", "walk"]
 
 # The email package builds a Python object per MIME part and per header field (some hundred
@@ -93,7 +95,7 @@ class _Part(EmailMessage):
         boundary = super().get_boundary(failobj)
         return FOLD.sub("", boundary) if isinstance(boundary, str) else boundary
 
-    def _get_params_preserve(self, failobj, header):  # type: ignore[no-untyped-def]
+    def _get_params_preserve(self, failobj, header):
         # A private method of email.message.Message (pinned in tests/mail/test_library_pins.py),
         # here with split_params (linear) instead of email.message._parseparam. Every parameter
         # lookup goes through it: get_param, get_boundary, get_filename...
@@ -216,8 +218,19 @@ def walk(root: Message) -> Iterator[tuple[Message, Message | None]]:
         part, parent = stack.pop()
         yield part, parent
         if part.get_content_maintype() == "multipart" and part.is_multipart():
-            children = part.get_payload()
-            stack.extend((child, part) for child in reversed(children))
+            stack.extend((child, part) for child in reversed(children(part)))
+
+
+def children(part: Message) -> list[Message]:
+    """The parts inside a multipart (or message/*) part: compat32 keeps them as a list."""
+    payload = part.get_payload()
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def payload_bytes(part: Message) -> bytes | None:
+    """A leaf part's content, transfer encoding undone (None for a multipart)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else None
 
 
 def is_lying_multipart(part: Message) -> bool:

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["MAX_NOTES", "UNSAFE_CHARS", "Notes", "short", "size"]
 

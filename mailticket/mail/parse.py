@@ -16,10 +16,10 @@ with compat32 header handling), ``headertext`` and ``charsets`` (header text), `
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
 from types import MappingProxyType
-from typing import Mapping
 
 from mailticket.errors import PermanentFailure
 from mailticket.mail import fields
@@ -58,6 +58,7 @@ def parse(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMail:
                or fields.addresses("sender", heads.all("sender"), text, defects))
     subject = _subject(heads.first("subject"), text, defects)
     content_type, report_type = _content_type(msg, defects)
+    files: tuple[AttachmentPart, ...]
     if headers_only:
         body, files = _unparsed_body(msg), ()
     else:
@@ -154,10 +155,11 @@ def _content(msg: Message, too_deep: set[int], text: HeaderText, defects: Notes,
              limits: ParseLimits, dropped: Notes) -> tuple[str, tuple[AttachmentPart, ...]]:
     """The body and the attachments of a parsed tree, then the email package's defects."""
     parents = {id(part): parent for part, parent in walk(msg)}
-    body, body_parts = defects.guard("body", lambda: choose_body(msg, parents, defects),
-                                     ("", set()))
+    no_body: tuple[str, set[int]] = ("", set())
+    body, body_parts = defects.guard("body", lambda: choose_body(msg, parents, defects), no_body)
+    no_files: tuple[AttachmentPart, ...] = ()
     files = defects.guard(
         "attachments",
-        lambda: attachments(msg, body_parts | too_deep, text, defects, limits, dropped), ())
+        lambda: attachments(msg, body_parts | too_deep, text, defects, limits, dropped), no_files)
     package_defects(msg, defects)
     return body, files

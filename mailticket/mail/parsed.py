@@ -3,10 +3,10 @@ that ``parse`` takes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = ["Address", "AttachmentPart", "ParseLimits", "ParsedMail"]
 

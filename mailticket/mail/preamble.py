@@ -4,7 +4,7 @@ BOM, an mbox "From " line, garbage) is removed, and two header-block faults are 
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from mailticket.mail.notes import Notes
 
@@ -80,7 +80,7 @@ def _repair_header_block(data: bytes, notes: Notes) -> bytes:
     lines = repaired.split(b"\n")
     last_known = max((i for i, line in enumerate(lines) if _KNOWN_HEADER.match(line)), default=0)
     stray = [i for i in range(1, last_known)
-             if not _HEADER_LINE.match(lines[i]) and not lines[i][:1] in (b" ", b"\t")]
+             if not _HEADER_LINE.match(lines[i]) and lines[i][:1] not in (b" ", b"\t")]
     if stray:
         notes.add(f"{len(stray)} header line(s) without leading white space joined to the "
                   "header above")

@@ -27,9 +27,9 @@ With ``agency`` every figure counts only that agency's tickets (and the mail on 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import peewee
@@ -198,7 +198,7 @@ def gather(db: peewee.Database, period: Period, now: datetime, *, sla: Sla, old_
         raise ValueError(f"old_ticket_days: expected 0 or more, got {old_ticket_days}")
     sqlite = is_sqlite(db)
     zone_name = sla.calendar.timezone
-    zone = timezone.utc if zone_name == "UTC" else ZoneInfo(zone_name)
+    zone = UTC if zone_name == "UTC" else ZoneInfo(zone_name)
 
     mailboxes, unit, volume = _mail(period, zone, agency, sqlite)
     events, escalations = _events(period, agency, sqlite)
@@ -301,7 +301,7 @@ def _slot_starts(period: Period, zone, unit: str) -> list[datetime]:
 
 
 def _local(at: datetime, zone) -> datetime:
-    return at.replace(tzinfo=timezone.utc).astimezone(zone)
+    return at.replace(tzinfo=UTC).astimezone(zone)
 
 
 def _new_by_channel(period: Period, agency: str | None) -> tuple[Count, ...]:

@@ -10,7 +10,7 @@ columns.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +30,10 @@ def render(composer: Composer, data: ReportData, *, title: str, desk_name: str,
 def context_for(data: ReportData, *, title: str, desk_name: str,
                 desk_address: str) -> dict[str, Any]:
     """The templates' context (its shape: ``mail.samples.REPORT_SAMPLE``)."""
-    zone = timezone.utc if data.timezone == "UTC" else ZoneInfo(data.timezone)
+    zone = UTC if data.timezone == "UTC" else ZoneInfo(data.timezone)
 
     def local(at: datetime) -> datetime:
-        return at.replace(tzinfo=timezone.utc).astimezone(zone).replace(tzinfo=None)
+        return at.replace(tzinfo=UTC).astimezone(zone).replace(tzinfo=None)
 
     start, end = local(data.period.start), local(data.period.end)
     peak = max((bar.count for bar in data.volume), default=0)

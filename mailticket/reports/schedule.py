@@ -3,7 +3,7 @@ zone, as naive UTC. Pure; the runner (``runner.py``) decides what to do about a 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from mailticket.config import ReportSchedule
@@ -14,7 +14,7 @@ _SEARCH_DAYS = 15  # two weeks and a day: every schedule has a slot in any such 
 
 
 def _zone(name: str) -> tzinfo:
-    return timezone.utc if name == "UTC" else ZoneInfo(name)
+    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def _slot_on(schedule: ReportSchedule, day) -> datetime | None:
@@ -25,10 +25,10 @@ def _slot_on(schedule: ReportSchedule, day) -> datetime | None:
         return None
     zone = _zone(schedule.timezone)
     wall = datetime.combine(day, schedule.at)
-    utc = wall.replace(tzinfo=zone).astimezone(timezone.utc)
+    utc = wall.replace(tzinfo=zone).astimezone(UTC)
     if utc.astimezone(zone).replace(tzinfo=None) != wall:
         # In a gap: the first instant whose wall clock shows ``at`` or later is the jump.
-        early = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+        early = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
         step = timedelta(minutes=1)
         utc = min(early, utc)
         while utc.astimezone(zone).replace(tzinfo=None) < wall:
@@ -38,7 +38,7 @@ def _slot_on(schedule: ReportSchedule, day) -> datetime | None:
 
 def last_slot(schedule: ReportSchedule, now: datetime) -> datetime | None:
     """The latest slot at or before ``now`` (naive UTC) within the last two weeks."""
-    today = now.replace(tzinfo=timezone.utc).astimezone(_zone(schedule.timezone)).date()
+    today = now.replace(tzinfo=UTC).astimezone(_zone(schedule.timezone)).date()
     for back in range(_SEARCH_DAYS):
         slot = _slot_on(schedule, today - timedelta(days=back))
         if slot is not None and slot <= now:
@@ -48,7 +48,7 @@ def last_slot(schedule: ReportSchedule, now: datetime) -> datetime | None:
 
 def next_slot(schedule: ReportSchedule, now: datetime) -> datetime | None:
     """The first slot after ``now`` (naive UTC)."""
-    today = now.replace(tzinfo=timezone.utc).astimezone(_zone(schedule.timezone)).date()
+    today = now.replace(tzinfo=UTC).astimezone(_zone(schedule.timezone)).date()
     for ahead in range(_SEARCH_DAYS):
         slot = _slot_on(schedule, today + timedelta(days=ahead))
         if slot is not None and slot > now:

@@ -35,12 +35,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from mailticket.config.directory.checks import (Item, Problems, RawAgency, RawContact, RawCounty,
-                                                as_address, as_code, as_domain, as_name, as_phone,
-                                                as_text, split_items)
+from mailticket.config.directory.checks import (
+    Item,
+    Problems,
+    RawAgency,
+    RawContact,
+    RawCounty,
+    as_address,
+    as_code,
+    as_domain,
+    as_name,
+    as_phone,
+    as_text,
+    split_items,
+)
 from mailticket.config.directory.entries import Contact, county_key, fold
 
 T = TypeVar("T")

@@ -4,12 +4,19 @@ or county (the order is in config/directory.example.yaml)."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import TypeVar
 
-from mailticket.config.directory.entries import (Agency, Answer, County, county_key, fold,
-                                                 unique_contacts)
+from mailticket.config.directory.entries import (
+    Agency,
+    Answer,
+    County,
+    county_key,
+    fold,
+    unique_contacts,
+)
 from mailticket.config.directory.files import read
 
 T = TypeVar("T")

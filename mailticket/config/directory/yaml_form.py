@@ -3,15 +3,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
 from mailticket.config import yamlfile
-from mailticket.config.directory.checks import (Item, Problems, RawAgency, RawContact, RawCounty,
-                                                as_address, as_code, as_domain, as_name, as_phone,
-                                                as_text, split_items)
+from mailticket.config.directory.checks import (
+    Item,
+    Problems,
+    RawAgency,
+    RawContact,
+    RawCounty,
+    as_address,
+    as_code,
+    as_domain,
+    as_name,
+    as_phone,
+    as_text,
+    split_items,
+)
 from mailticket.config.directory.entries import Contact
 
 T = TypeVar("T")

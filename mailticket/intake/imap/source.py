@@ -21,9 +21,19 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from mailticket import backoff
 from mailticket.config import ImapMailbox
 from mailticket.errors import TemporaryFailure
-from mailticket.intake.imap.commands import (close, connect, describe, ensure_folder, expunge,
-                                             fetch_headers, fetch_raw, fetch_sizes, move,
-                                             uids_after, uids_up_to)
+from mailticket.intake.imap.commands import (
+    close,
+    connect,
+    describe,
+    ensure_folder,
+    expunge,
+    fetch_headers,
+    fetch_raw,
+    fetch_sizes,
+    move,
+    uids_after,
+    uids_up_to,
+)
 from mailticket.intake.imap.idle import IDLE_RECHECK, IDLE_SLICE, take_announcements, wait_idle
 from mailticket.intake.items import Cursor, Outcome, RawMail, Result
 
