@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailticket.db import transaction
 from mailticket.desk import queries
+from mailticket.desk.commands import command_help
 from mailticket.models import Event, Message, Ticket, utcnow
 from mailticket.vocabulary import Channel, Direction, OutboxStatus, TicketStatus
 
@@ -39,7 +40,11 @@ _DONE = {action: done for action, _, _, done in _CHANGES}
 
 
 def add_commands(commands: Commands) -> None:
-    ticket = commands.add_parser("ticket", help="list, show, reply to, close and reopen tickets")
+    ticket = commands.add_parser(
+        "ticket", help="list, show, reply to, close and reopen tickets",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="agents may also work a ticket by mail, with these lines at the top of it:\n"
+               + "\n".join(f"  {line}" for line in command_help()))
     actions = ticket.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     _add_list(actions)

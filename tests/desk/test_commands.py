@@ -30,3 +30,14 @@ def test_unknown_commands_are_kept_to_be_reported():
 def test_a_mail_of_commands_only_has_no_text():
     commands, text = split_commands("#resolve\n#comment\n")
     assert [c.name for c in commands] == ["resolve", "comment"] and text == ""
+
+
+def test_the_command_table_is_what_split_and_the_listings_know():
+    from mailticket.desk.commands import COMMANDS, command_help
+
+    [command], _ = split_commands("#Assign nora\ntext")
+    assert command.known and command.name in COMMANDS
+    assert [line.split(":")[0].split()[0] for line in command_help()] == [
+        f"#{name}" for name in COMMANDS]
+    assert set(COMMANDS) == {"assign", "escalate", "resolve", "close", "status", "comment",
+                             "incident"}

@@ -166,3 +166,30 @@ def test_tickets_record_the_requesters_agency_from_the_directory(app):
                else f"someone@{agency.domains[0]}")
     assert new_ticket(app, sender=address, key="x").agency == agency.name
     assert new_ticket(app, sender="nobody@unknown.example", key="y").agency is None
+
+
+def test_mail_taken_in_while_a_job_runs_as_at_another_time_keeps_the_real_time(app, clock):
+    """``jobs run auto-close --at FUTURE`` dates what it does as at FUTURE; a mail intake takes
+    in meanwhile, on the same desk, is dated with the real clock. The job is held inside its
+    run (waiting for the lock on the ticket it closes) while the mail arrives."""
+    import threading
+
+    resolved = new_ticket(app)
+    with transaction(app.db):
+        app.desk.resolve(resolved.number, "nora", "Restarted the VPN concentrator.")
+    clock.now = utc("2026-12-01T10:00")  # the real time from here on
+    future = utc("2026-12-10T12:00")
+    job = threading.Thread(target=run_job, args=("auto-close", app.desk, app.db, future))
+    with transaction(app.db):
+        app.desk.get(resolved.number)  # the job needs this ticket: it waits for our commit
+        job.start()
+        job.join(timeout=0.5)
+        assert job.is_alive()  # running as at FUTURE, held at the ticket
+        arrived = new_ticket(app, sender="Bob <bob@example.org>", subject="Printer jams")
+    job.join(timeout=30)
+    assert not job.is_alive()
+    assert Ticket.get_by_id(resolved.number).closed_at == future
+    assert arrived.created_at == utc("2026-12-01T10:00")
+    [created] = Event.select().where(Event.ticket == arrived.number, Event.kind == "created")
+    assert created.at == utc("2026-12-01T10:00")
+    assert app.desk.clock is clock

@@ -4,6 +4,7 @@ and the mail each change queues. Runs on SQLite and, when enabled, PostgreSQL.""
 from __future__ import annotations
 
 import email
+import re
 from datetime import datetime, timedelta
 from email.policy import default
 
@@ -261,3 +262,33 @@ def test_a_different_mail_reusing_a_message_id_is_kept_as_its_own(app):
     # The same second mail arriving again by another route is still recognised.
     again = feed(app, b"Received: from relay2.example.org\r\n" + mail_two, source="other")
     assert again[0].outcome is Outcome.DUPLICATE
+
+
+DECISION_LINE = re.compile(
+    r"^(?P<message_id>\S+) source=test key=(?P<key>\S+) verdict=(?P<verdict>\S+) "
+    r"action=(?P<action>\S+) ticket=(?P<ticket>\S+) outcome=(?P<outcome>\w+) \((?P<reason>.+)\)$")
+
+
+def test_every_message_writes_one_decision_line_of_one_format(app, caplog):
+    """New ticket, report of our own mail, duplicate, no sender, a parse failure (quarantined by
+    exception) and a key taken in before: each leaves exactly one line in
+    mailticket.decisions, with the Message-ID, source key, verdict, action, ticket and reason."""
+    good = make_mail(subject="Printer jams", message_id="<one@example.org>")
+    caplog.set_level("INFO", logger="mailticket.decisions")
+    feed(app, good, good, b"Subject: who am I\r\nMessage-ID: <nosender@x>\r\n\r\nbody\r\n", b"")
+    feed(app, good)  # the key 1/1 again, as after a crash
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailticket.decisions"]
+    parsed = [DECISION_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    rows = [(m["key"], m["message_id"], m["verdict"], m["action"], m["outcome"])
+            for m in parsed if m]
+    assert rows == [
+        ("1/1", "<one@example.org>", "human", "new_ticket", "recorded"),
+        ("1/2", "<one@example.org>", "-", "duplicate", "duplicate"),
+        ("1/3", "<nosender@x>", "human", "quarantine", "quarantined"),
+        ("1/4", "-", "-", "error", "quarantined"),
+        ("1/1", "-", "-", "seen", "duplicate"),
+    ]
+    ticket = Message.get(Message.message_id == "<one@example.org>").ticket_id
+    assert [m["ticket"] for m in parsed if m][:2] == [str(ticket), str(ticket)]
+    assert "empty message" in parsed[3]["reason"]
