@@ -392,8 +392,3 @@ def retry(db: peewee.Database, outbox_id: int) -> None:
                           next_attempt_at=now, claimed_until=None
                           ).where(Outbox.id == outbox_id).execute()
     log.info("outbox #%d queued again (was %s)", outbox_id, row.status)
-
-
-def pending_count(db: peewee.Database) -> int:
-    """How many rows wait to be sent (due or not)."""
-    return Outbox.select().where(Outbox.status == OutboxStatus.PENDING).count()

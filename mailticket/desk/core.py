@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -201,10 +201,6 @@ def real_id(message_id: str | None) -> str | None:
     if not message_id or message_id.endswith(".invalid>"):
         return None
     return message_id
-
-
-def real_ids(message_ids: Sequence[str]) -> list[str]:
-    return [i for i in message_ids if real_id(i)]
 
 
 def required_text(text: str, what: str) -> str:

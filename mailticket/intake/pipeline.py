@@ -202,23 +202,25 @@ class Pipeline:
                          agents=self.agents, from_agent=agent is not None,
                          report_notes_address=self.settings.desk.report_notes_address or "",
                          comment_address=self.settings.desk.comment_address or "")
-        taken = Taken(Outcome.RECORDED, decision.reason, mail.message_id, verdict.kind.value,
-                      decision.action.value)
+        action = decision.action.value
         if decision.action is Action.QUARANTINE:
-            return self._quarantine(item, replace(taken, outcome=Outcome.QUARANTINED))
+            return self._quarantine(item, Taken(Outcome.QUARANTINED, decision.reason,
+                                                mail.message_id, verdict.kind.value, action))
         # An oversized message's whole bytes are kept in the store when we have them (not in
         # the database); when the source took only the header, the original stays with it.
         arrival = Arrival(mail, verdict, decision.recorded, decision.reason,
                           raw_sha256=self.desk.store.put(item.raw), source=item.source)
         message = apply(self.desk, decision, arrival, agent)
-        taken = replace(taken, ticket=message.ticket_id, message_ref=message.id)
+        # Oversized: its original stays with the source (only its header was taken) and goes
+        # to the source's quarantine (IMAP: quarantine_folder), though its ticket was made.
+        taken = Taken(Outcome.QUARANTINED if item.oversized else Outcome.RECORDED,
+                      decision.reason, mail.message_id, verdict.kind.value, action,
+                      message.ticket_id, message.id)
         if item.oversized:
-            # Its original stays with the source (only its header was taken) and goes to the
-            # source's quarantine (IMAP: quarantine_folder), though its ticket was made.
-            return self._settle(item, replace(taken, outcome=Outcome.QUARANTINED), detail=(
-                f"{decision.action.value}; over limits.max_message_size: the ticket was made "
-                "from its header, the original is kept aside"))
-        return self._settle(item, taken, detail=decision.action.value)
+            return self._settle(item, taken, detail=(
+                f"{action}; over limits.max_message_size: the ticket was made from its header, "
+                "the original is kept aside"))
+        return self._settle(item, taken, detail=action)
 
     def _parse(self, item: RawMail) -> ParsedMail:
         limit = self.settings.limits.max_message_bytes
