@@ -61,19 +61,38 @@ def open_database(url: str) -> peewee.Database:
 class _Postgres(peewee.PostgresqlDatabase):
     """PostgreSQL that recovers from a connection the server dropped (restart, failover, an
     idle-session kill): the dead connection is forgotten outside a transaction, and the next
-    statement opens a new one. The statement that met the dead connection has already failed,
-    and with it its transaction, which the caller retries."""
+    statement opens a new one; a BEGIN that meets one is run again on a new connection. Any
+    other statement that met the dead connection has failed, and with it its transaction,
+    which the caller retries."""
 
     def cursor(self, named_cursor=None):
         conn = self._state.conn
         if conn is not None and not self._state.transactions and (conn.closed or _hung_up(conn)):
-            log.warning("database: the connection to PostgreSQL was lost; reconnecting")
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - it is dead already
-                pass
-            self._state.reset()
+            self._forget(conn)
         return super().cursor(named_cursor)
+
+    def begin(self, *args, **kwargs):
+        """BEGIN, and once more on a new connection when it met one the server had dropped:
+        nothing has happened in the transaction yet, so nothing is lost or done twice. The look
+        in ``cursor`` misses a drop that happened a moment ago (pg_terminate_backend returns
+        before the server's goodbye arrives), and the first mail after a failover must not be
+        answered 451 for that."""
+        try:
+            super().begin(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            conn = self._state.conn
+            if conn is None or not conn.closed or self._state.transactions:
+                raise
+            self._forget(conn)
+            super().begin(*args, **kwargs)
+
+    def _forget(self, conn: Any) -> None:
+        log.warning("database: the connection to PostgreSQL was lost; reconnecting")
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is dead already
+            pass
+        self._state.reset()
 
 
 def _hung_up(conn: Any) -> bool:
