@@ -107,6 +107,14 @@ def _hung_up(conn: Any) -> bool:
         return True
 
 
+def safe_url(url: str) -> str:
+    """A database URL with its password shown as ``***``."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
 def is_sqlite(db: peewee.Database) -> bool:
     return isinstance(db, peewee.SqliteDatabase)
 

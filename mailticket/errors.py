@@ -47,7 +47,8 @@ def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
 
     Our own errors say what they say; anything else is prefixed with its class, since
     "[Errno 28] No space left" means little without "OSError". A timeout says "timed out".
-    Whitespace runs become one space; longer than ``limit`` characters is cut with "...".
+    Whitespace runs become one space; the error's own text longer than ``limit`` characters is
+    cut with "..." (before the class name goes in front of it).
 
     A protocol's describer redacts first and passes what may be shown as ``text`` (then the
     timeout shortcut is its own business); ``prefix`` True or False overrides "prefixed unless
@@ -59,8 +60,8 @@ def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
         text = str(exc)
     name = exc.__class__.__name__
     text = " ".join(text.split()) or name
+    if len(text) > limit:
+        text = text[:limit] + "..."
     if prefix is None:
         prefix = not isinstance(exc, MailticketError)
-    if prefix and text != name:
-        text = f"{name}: {text}"
-    return text if len(text) <= limit else text[:limit] + "..."
+    return f"{name}: {text}" if prefix and text != name else text

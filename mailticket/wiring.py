@@ -43,8 +43,8 @@ def attach(url: str, *, migrate: bool = True) -> peewee.Database:
             if _attached:
                 [other] = _attached
                 raise ConfigError(
-                    f"database: this process already serves {_redacted(other)}; one process "
-                    f"serves one database (close the other app before opening {_redacted(url)})")
+                    f"database: this process already serves {dbmod.safe_url(other)}; one process "
+                    f"serves one database (close the other app before opening {dbmod.safe_url(url)})")
             database = dbmod.open_database(url)
             database_proxy.initialize(database)
             _attached[url] = (database, 1)
@@ -68,11 +68,6 @@ def detach(url: str) -> None:
             return
         del _attached[url]
     database.close()
-
-
-def _redacted(url: str) -> str:
-    head, at, tail = url.rpartition("@")
-    return f"{head.split('//')[0]}//***@{tail}" if at else url
 
 
 @dataclass

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import unavailable
+
 ENV = "MAILTICKET_CORPUS"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = REPO.parent / "shared" / "corpus"
@@ -33,10 +35,7 @@ def require_corpus() -> Path:
     """The corpus directory; skips the calling test without it (fails it on CI)."""
     path = corpus_dir()
     if path is None:
-        message = f"corpus not found at {_where()} (set {ENV})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"corpus not found at {_where()} (set {ENV})")
     return path
 
 

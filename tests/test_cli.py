@@ -426,3 +426,15 @@ def test_outbox_list_failed_shows_bounced_mail(capsys, config, ticket):
     [row] = json.loads(out)
     assert (code, row["status"], row["bounced"][0]["recipient"]) == (0, "bounced",
                                                                      "ann@example.org")
+
+
+def test_ticket_help_lists_the_commands_agents_write_in_mail(capsys):
+    from mailticket.desk.commands import COMMANDS
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["ticket", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "agents may also work a ticket by mail" in out
+    for spec in COMMANDS.values():
+        assert f"{spec.usage}: {spec.help}" in " ".join(out.split())

@@ -813,3 +813,11 @@ def test_a_report_for_one_agency(write):
         "at": "08:00", "to": ["chief@example.org"], "agency": "Springfield Police Department"}})),
         environ={})
     assert settings.reports.get("spd").agency == "Springfield Police Department"
+
+
+def test_a_report_may_be_named_like_any_key_but_the_settings(write):
+    """Every key of ``reports`` other than grace and old_ticket_days names a report, even one
+    that is called like the list the loader keeps them in."""
+    settings = load(write(edited(reports={"schedules": {"at": "07:30", "to": ["r@example.org"]}})),
+                    environ={})
+    assert [s.name for s in settings.reports.schedules] == ["schedules"]

@@ -1,4 +1,4 @@
-"""Imports flow one way (DESIGN.md): sources -> pipeline -> desk -> outbox -> compose, with no
+"""Imports flow one way (ARCHITECTURE.md): sources -> pipeline -> desk -> outbox -> compose, with no
 cycle between modules or packages.
 
 Reads each module's imports with ast, so a layering slip fails here rather than in review.

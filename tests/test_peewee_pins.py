@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import peewee
+import pytest
 
 from mailticket.models import Outbox
 
@@ -17,8 +18,12 @@ WHY = (f"peewee {importlib.metadata.version('peewee')}: a detail mailticket.send
        "relies on changed; adapt sender._outcome_sql / Sender._claim (and this pin)")
 
 
-def test_table_name_and_columns_are_what_peewee_itself_writes():
-    with peewee.SqliteDatabase(":memory:").bind_ctx([Outbox]):
+@pytest.mark.parametrize("database", [peewee.SqliteDatabase(":memory:"),
+                                      peewee.PostgresqlDatabase("unconnected")],
+                         ids=["sqlite", "postgres"])
+def test_table_name_and_columns_are_what_peewee_itself_writes(database):
+    """Rendering SQL needs no connection, so PostgreSQL's quoting is checked here too."""
+    with database.bind_ctx([Outbox]):
         sql, _ = Outbox.update(status="sent").where(
             (Outbox.id == 1) & (Outbox.claimed_until.is_null())).sql()
     assert f'UPDATE "{Outbox._meta.table_name}" SET "{Outbox.status.column_name}"' in sql, WHY

@@ -25,7 +25,7 @@ from mailticket.transport import SmtpTransport
 pytestmark = pytest.mark.integration
 
 
-def pending_count(database) -> int:
+def pending_count() -> int:
     """How many rows wait to be sent (due or not)."""
     return Outbox.select().where(Outbox.status == "pending").count()
 
@@ -100,7 +100,7 @@ def test_pending_rows_are_delivered_in_order_and_marked_sent(database, smtp_sink
         assert row.sent_at == sender.clock()
     assert f"outbox #{rows[0].id} sent to user1@example.com (ack)" in caplog.text
     assert sender.drain() == 0
-    assert pending_count(database) == 0
+    assert pending_count() == 0
 
 
 def test_rows_not_yet_due_or_claimed_by_another_sender_wait(database, smtp_sink, make_sender,
@@ -266,7 +266,7 @@ def test_retry_sends_a_failed_row_again(database, smtp_sink, make_sender):
 
     again = reload(row)
     assert (again.status, again.attempts) == ("pending", 0)
-    assert pending_count(database) == 1
+    assert pending_count() == 1
     assert sender.drain() == 1
     assert reload(row).status == "sent"
     with pytest.raises(InvalidRequest, match="already sent"):

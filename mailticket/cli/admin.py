@@ -6,10 +6,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 from mailticket.config import Settings
+from mailticket.db import safe_url
 
 from .arguments import Commands
 from .exitcodes import EXIT_OK
-from .output import safe_url
 
 if TYPE_CHECKING:
     from mailticket.wiring import App

@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailticket.config.addresses import valid_address
+
 # argparse's object that ``add_subparsers`` returns (its class is private to argparse).
 Commands = Any
+
+
+def family(commands: Commands, name: str, help: str, **options: Any) -> Commands:
+    """A command family (``mailticket NAME ACTION ...``): its parser, and the actions to add."""
+    actions = commands.add_parser(name, help=help, **options).add_subparsers(
+        dest="action", metavar="ACTION")
+    actions.required = True
+    return actions
 
 
 def choices(values: Iterable[str]) -> tuple[str, ...]:
@@ -29,7 +38,7 @@ def plain_duration(text: str) -> timedelta:
 
 
 def mail_address(text: str) -> str:
-    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", text.strip()):
+    if not valid_address(text.strip()):
         raise argparse.ArgumentTypeError(f"not a mail address: {text!r}")
     return text.strip().lower()
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mailticket.errors import InvalidRequest
 
-from .arguments import Commands, moment
+from .arguments import Commands, family, moment
 from .exitcodes import EXIT_OK
 
 if TYPE_CHECKING:
@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 
 
 def add_commands(commands: Commands) -> None:
-    jobs = commands.add_parser("jobs", help="the desk's timed jobs (SLA checks, auto-close)")
-    actions = jobs.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    actions = family(commands, "jobs", help="the desk's timed jobs (SLA checks, auto-close)")
     actions.add_parser("list", help="the jobs, how often they run, and their last run") \
         .set_defaults(handler=list_jobs)
     run = actions.add_parser("run", help="run one job now, or as if at another time")

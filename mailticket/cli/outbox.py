@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from mailticket.desk import queries
 from mailticket.vocabulary import OutboxStatus
 
-from .arguments import Commands, add_json
+from .arguments import Commands, add_json, family
 from .exitcodes import EXIT_OK
 from .output import iso, print_json
 
@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 
 
 def add_commands(commands: Commands) -> None:
-    outbox = commands.add_parser("outbox", help="outgoing mail waiting, sent or failed")
-    actions = outbox.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    actions = family(commands, "outbox", help="outgoing mail waiting, sent or failed")
     listing = actions.add_parser(
         "list", help="mail not sent or not delivered (pending, held, failed, bounced)")
     listing.add_argument("--failed", action="store_true",

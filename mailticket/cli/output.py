@@ -7,7 +7,6 @@ import re
 import sys
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlparse
 
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -30,11 +29,3 @@ def iso(value: datetime | None) -> str | None:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
-
-
-def safe_url(url: str) -> str:
-    """A database URL with its password shown as ``***``."""
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mailticket.desk import queries
 
-from .arguments import Commands, add_json
+from .arguments import Commands, add_json, family
 from .exitcodes import EXIT_FAILED, EXIT_OK
 from .output import iso, print_json, safe, when
 
@@ -17,9 +17,7 @@ if TYPE_CHECKING:
 
 
 def add_commands(commands: Commands) -> None:
-    quarantine = commands.add_parser("quarantine", help="messages that could not be processed")
-    actions = quarantine.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    actions = family(commands, "quarantine", help="messages that could not be processed")
     listing = actions.add_parser("list", help="messages held in quarantine")
     listing.add_argument("--all", action="store_true", help="include released ones")
     add_json(listing)

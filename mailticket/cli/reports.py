@@ -7,24 +7,22 @@ import sys
 from typing import TYPE_CHECKING
 
 from mailticket.config import ReportSchedule
+from mailticket.config.calendar import DAY_NAMES
 from mailticket.desk import queries
 from mailticket.errors import InvalidRequest
 from mailticket.models import utcnow
 
-from .arguments import Commands, moment
+from .arguments import Commands, family, moment
 from .exitcodes import EXIT_OK
 from .output import when
 
 if TYPE_CHECKING:
     from mailticket.wiring import App
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def add_commands(commands: Commands) -> None:
-    report = commands.add_parser("report", help="the status reports (config reports:)")
-    actions = report.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    actions = family(commands, "report", help="the status reports (config reports:)")
     actions.add_parser("list", help="the reports, their schedules, last and next runs") \
         .set_defaults(handler=list_reports)
     preview = actions.add_parser("preview", help="render a report without sending it")
@@ -55,7 +53,7 @@ def list_reports(app: App, args: argparse.Namespace) -> int:
         return EXIT_OK
     now = utcnow()
     for s in schedules:
-        days = ",".join(d for i, d in enumerate(_DAYS) if i in s.days)
+        days = ",".join(d for i, d in enumerate(DAY_NAMES) if i in s.days)
         last = queries.last_report_run(s.name)
         print(f"{s.name}: {s.title!r} at {s.at:%H:%M} {days} ({s.timezone}) to "
               f"{', '.join(s.to)}")

@@ -17,6 +17,7 @@ from .arguments import (
     add_actor,
     add_json,
     choices,
+    family,
     mail_address,
     plain_duration,
     ticket_number,
@@ -40,13 +41,11 @@ _DONE = {action: done for action, _, _, done in _CHANGES}
 
 
 def add_commands(commands: Commands) -> None:
-    ticket = commands.add_parser(
-        "ticket", help="list, show, reply to, close and reopen tickets",
+    actions = family(
+        commands, "ticket", help="list, show, reply to, close and reopen tickets",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="agents may also work a ticket by mail, with these lines at the top of it:\n"
                + "\n".join(f"  {line}" for line in command_help()))
-    actions = ticket.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
     _add_list(actions)
     show = actions.add_parser("show", help="a ticket with its messages and history")
     show.add_argument("number", type=ticket_number)

@@ -32,12 +32,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mailticket.config import yamlfile
 from mailticket.config.durations import BusinessDuration, CalendarError, parse_plain_duration
 
-__all__ = ["BusinessCalendar", "BusinessDuration", "CalendarError", "parse_plain_duration"]
+__all__ = ["DAY_NAMES", "BusinessCalendar", "BusinessDuration", "CalendarError",
+           "parse_plain_duration"]
 
 _ONE_DAY = timedelta(days=1)
 _WEEK = timedelta(days=7)
 _MICROSECOND = timedelta(microseconds=1)
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# How days are written in the config (and shown), Monday first: index = date.weekday().
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CACHE_LIMIT = 4096
 
@@ -321,7 +323,7 @@ def _frozen(value: Any) -> frozenset | None:
 
 def _day_number(name: str) -> int | None:
     name = name.strip().lower()
-    for names in (_DAY_NAMES, _FULL_DAY_NAMES):
+    for names in (DAY_NAMES, _FULL_DAY_NAMES):
         if name in names:
             return names.index(name)
     return None

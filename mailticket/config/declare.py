@@ -315,7 +315,9 @@ def read_values(r: Reader, cls: type, mapping: Mapping[str, Any], where: str, sc
                 subs[declared.within] = _sub_mapping(r, cls, mapping, declared.within, at)
             source = subs[declared.within]
         if isinstance(declared, Named) and declared.inline:
-            taken = {d.within or d.key for _, d in fields}
+            # The names are every key but the section's other declared ones (so a report may
+            # be called like the inline field itself).
+            taken = {d.within or d.key for _, d in fields if d is not declared}
             source = {k: v for k, v in mapping.items() if k not in taken}
         inline = isinstance(declared, (Section, Named)) and declared.inline
         value = declared.read(r, source, at if inline else join(at, declared.key), here)

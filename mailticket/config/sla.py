@@ -48,7 +48,8 @@ class ReportSchedule:
     name: str
     at: time = setting(v.clock_time, help="local time of day, 'HH:MM'")
     days: frozenset[int] = setting(v.calendar_part("days"), BusinessCalendar().days,
-                                   in_code=False, help="the days it goes out (Monday=0)")
+                                   in_code=False,
+                                   help="the days it goes out, like mon-fri; default: the calendar's")
     to: tuple[str, ...] = items(v.address, what="addresses", in_code=False,
                                 required="missing (a list of addresses is required)",
                                 help="who gets it")
@@ -62,7 +63,8 @@ class ReportSchedule:
 class Reports:
     schedules: tuple[ReportSchedule, ...] = named(
         ReportSchedule, what="report", hint="at, days, to, title", inline=True,
-        help="each key other than grace and old_ticket_days names a report")
+        help="each key other than grace and old_ticket_days names a report, "
+                                            "including one called schedules")
     grace: timedelta = setting(v.plain_duration, timedelta(hours=2), first=True,
                                help="a slot missed by less is sent late; more: skipped")
     old_ticket_days: int = setting(v.integer(1, 3650), 7, first=True,

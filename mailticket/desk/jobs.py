@@ -20,7 +20,7 @@ from mailticket.desk.core import ticket_context
 from mailticket.desk.queries import awaiting_first_response
 from mailticket.desk.tickets import Desk
 from mailticket.mail.compose import Recipient
-from mailticket.models import Event, Ticket
+from mailticket.models import Ticket
 from mailticket.vocabulary import SYSTEM_ACTOR, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def _warn(desk: Desk, ticket: Ticket, now: datetime) -> None:
     ticket.save()
     group = desk.settings.process.group(ticket.group or "")
     to = group.recipients if group else desk.settings.desk.alerts_to
-    Event.create(ticket=ticket, actor=SYSTEM_ACTOR, kind="sla_warning",
-                 detail=f"first response due {ticket.response_due_at:%Y-%m-%d %H:%M} UTC", at=now)
+    desk._event(ticket, SYSTEM_ACTOR, "sla_warning",
+                f"first response due {ticket.response_due_at:%Y-%m-%d %H:%M} UTC")
     if to:
         desk.mailer.queue("sla_warning", ticket, to=[Recipient("", a) for a in to],
                           context={"ticket": ticket_context(ticket)})
@@ -77,9 +77,8 @@ def _breach(desk: Desk, ticket: Ticket, now: datetime) -> None:
     process = desk.settings.process
     lead = [a for g in process.groups if g.level == 3 for a in g.recipients]
     to = lead or list(desk.settings.desk.alerts_to)
-    Event.create(ticket=ticket, actor=SYSTEM_ACTOR, kind="sla_breach",
-                 detail=f"no first response by {ticket.response_due_at:%Y-%m-%d %H:%M} UTC",
-                 at=now)
+    desk._event(ticket, SYSTEM_ACTOR, "sla_breach",
+                f"no first response by {ticket.response_due_at:%Y-%m-%d %H:%M} UTC")
     log.warning("ticket #%d: first response overdue (due %s)", ticket.number,
                 ticket.response_due_at)
     if to:

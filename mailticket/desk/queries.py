@@ -1,4 +1,5 @@
-"""The desk's read-only queries, written once for the CLI, the timed jobs and the status reports.
+"""The desk's read-only queries: those the command line shows, and the "awaiting first response"
+condition that the CLI, the SLA job and the status report all narrow.
 
 Nothing here writes or opens a transaction: the caller reads inside its own, or in none.
 """

@@ -136,7 +136,8 @@ class Pipeline:
                 held.error = describe(exc)
                 held.save()
                 log.warning("quarantine #%d still fails: %s", held.id, held.error)
-                return Result(item.key, Outcome.QUARANTINED, detail=held.error)
+                return self._settle(item, Taken(Outcome.QUARANTINED, held.error, action="error"),
+                                    record=False)
             if result.outcome is Outcome.QUARANTINED:
                 held.error = result.detail
                 held.save()
@@ -172,7 +173,7 @@ class Pipeline:
             except TemporaryFailure:
                 raise
             except _SYSTEMIC_FAILURES as exc:
-                raise TemporaryFailure(f"{exc.__class__.__name__}: {exc}") from exc
+                raise TemporaryFailure(describe(exc)) from exc
             except Exception as exc:  # noqa: BLE001 - any other failure quarantines this message
                 failure = exc
                 break

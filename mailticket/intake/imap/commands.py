@@ -136,7 +136,5 @@ def describe(exc: BaseException) -> str:
     quoted = _BYTES_REPR.fullmatch(text)  # imapclient passes server replies on as "b'...'"
     if quoted:
         text = quoted.group(2)
-    # Always prefixed (our TemporaryFailure too: the log line says what failed), and the limit
-    # is on the error's own text, not on the class name before it.
-    name = type(exc).__name__
-    return errors.describe(exc, DESCRIBE_LIMIT + len(name) + 2, text=text, prefix=True)
+    # Always prefixed (our TemporaryFailure too: the log line says what failed).
+    return errors.describe(exc, DESCRIBE_LIMIT, text=text, prefix=True)
