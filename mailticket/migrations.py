@@ -14,8 +14,11 @@ from mailticket.db import is_sqlite
 from mailticket.models import (
     ALL_MODELS,
     THREAD_KEY,
+    PORTAL_KEY,
     JSONField,
     Outbox,
+    PortalRequest,
+    PortalRevocation,
     ReportRun,
     SchemaVersion,
     Setting,
@@ -102,4 +105,12 @@ def _v4(db: peewee.Database) -> None:
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{table}_{column}" ON "{table}" ("{column}")')
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+def _v5(db: peewee.Database) -> None:
+    """The portal: the key its links are signed with, revocations, pending sign-ins and
+    requests."""
+    db.create_tables([PortalRevocation, PortalRequest], safe=True)
+    if not Setting.select().where(Setting.name == PORTAL_KEY).exists():
+        Setting.create(name=PORTAL_KEY, value=secrets.token_hex(32))
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]

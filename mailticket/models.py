@@ -234,14 +234,48 @@ class Setting(BaseModel):
     value = peewee.TextField()
 
 
+class PortalRevocation(BaseModel):
+    """Per address (schema v5): every portal link and session carries the address's generation
+    when it was made; revoking (``mailticket portal revoke``, "sign out everywhere") moves the
+    generation on, and everything made before is refused."""
+
+    address = peewee.CharField(max_length=320, primary_key=True)  # lower case
+    generation = peewee.IntegerField(default=0)
+    revoked_at = peewee.DateTimeField(default=utcnow)
+
+
+class PortalRequest(BaseModel):
+    """A sign-in link or a new request waiting for its confirmation link (schema v5): each
+    link works once (``used_at``), and the rows of the last hour are the per-client limit."""
+
+    kind = peewee.CharField(max_length=16)          # "sign_in" or "new_request"
+    nonce = peewee.CharField(max_length=64, unique=True)
+    address = peewee.TextField()
+    client = peewee.TextField(default="", index=True)  # the browser's IP address
+    payload = JSONField(null=True)                  # new_request: name, subject, text, files
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+    used_at = peewee.DateTimeField(null=True)
+    ticket = peewee.ForeignKeyField(Ticket, null=True)
+
+
 ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState,
-              Setting, ReportRun]
+              Setting, ReportRun, PortalRevocation, PortalRequest]
 
 THREAD_KEY = "thread_key"
+PORTAL_KEY = "portal_key"
 
 
 def thread_key(db: peewee.Database) -> bytes:
     """The desk's secret for the tokens in our Message-IDs (made by the v2 migration)."""
+    return _key(db, THREAD_KEY)
+
+
+def portal_key(db: peewee.Database) -> bytes:
+    """The desk's secret the portal's links and sessions are signed with (made by v5)."""
+    return _key(db, PORTAL_KEY)
+
+
+def _key(db: peewee.Database, name: str) -> bytes:
     row = db.execute_sql(f'SELECT "value" FROM "setting" WHERE "name" = {db.param}',
-                         (THREAD_KEY,)).fetchone()
+                         (name,)).fetchone()
     return bytes.fromhex(row[0])

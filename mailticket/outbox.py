@@ -24,8 +24,9 @@ from mailticket.mail.compose import (
     subject_with_tag,
     ticket_tag,
 )
-from mailticket.mail.kinds import CAPPED_KINDS, MAIL_KINDS, STAFF_KINDS
+from mailticket.mail.kinds import CAPPED_KINDS, MAIL_KINDS, STAFF_KINDS, Audience
 from mailticket.models import Outbox, Ticket, thread_key, utcnow
+from mailticket.portal.links import Links
 from mailticket.vocabulary import OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,11 @@ class Mailer:
     """Renders a kind of mail for a ticket and puts it in the outbox."""
 
     def __init__(self, settings: Settings, db: peewee.Database, composer: Composer,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, links: Links | None = None):
         self.settings = settings
+        # With the portal on, every mail to users about a ticket carries each recipient's own
+        # link to it, so each recipient gets a copy of their own (the same To and Cc headers).
+        self.links = links
         self.db = db
         self.composer = composer
         self.clock = clock
@@ -84,7 +88,9 @@ class Mailer:
     ) -> Outbox:
         """Render and queue one mail of a kind of ``mail.kinds``. ``auto_reply``: it answers
         incoming mail by itself (an acknowledgement, "reopened" after a user's reply), so the
-        caps on such mail apply."""
+        caps on such mail apply. With the portal on, mail to users about a ticket is queued as
+        one copy per recipient, each with that recipient's ``portal_link``; the first copy
+        (the requester's) is returned."""
         spec = MAIL_KINDS[kind]
         to, cc = list(to), list(cc)
         number = ticket.number if ticket is not None else None
@@ -93,10 +99,29 @@ class Mailer:
             "desk": {"name": self.settings.desk.name, "address": self.settings.desk.address},
             "tag": tag,
             "reopen_window_days": self.settings.desk.reopen_window_days,
+            "portal_link": None,
             **context,
         }
+        recipients = _unique([deliverable(r.address) for r in to + cc])
+        if self.links is None or spec.audience is not Audience.USER or number is None:
+            return self._queue_one(kind, ticket, tag, full_context, to, cc, recipients,
+                                   in_reply_to, references, auto_reply, attachments)
+        rows = [self._queue_one(kind, ticket, tag,
+                                {**full_context,
+                                 "portal_link": self.links.ticket_link(address, number)},
+                                to, cc, [address], in_reply_to, references, auto_reply,
+                                attachments)
+                for address in recipients]
+        return rows[0]
+
+    def _queue_one(self, kind: str, ticket: Ticket | None, tag: str, context: dict[str, Any],
+                   to: list[Recipient], cc: list[Recipient], recipients: list[str],
+                   in_reply_to: str | None, references: Iterable[str], auto_reply: bool,
+                   attachments: Sequence[tuple[str, str, bytes]]) -> Outbox:
+        spec = MAIL_KINDS[kind]
+        number = ticket.number if ticket is not None else None
         try:
-            rendered = self.composer.render(kind, full_context)
+            rendered = self.composer.render(kind, context)
         except jinja2.TemplateError as exc:
             # The admin's template, not the message, is at fault: nothing is recorded, and the
             # source keeps the mail until the template is fixed (check-config tells how).
@@ -111,7 +136,6 @@ class Mailer:
             if comment and kind in STAFF_KINDS else None,
             attachments=attachments,
         )
-        recipients = _unique([deliverable(r.address) for r in to + cc])
         status: OutboxStatus = OutboxStatus.PENDING
         reason: str | None = None
         if auto_reply:

@@ -34,11 +34,12 @@ class Channel(enum.StrEnum):
     PHONE = "phone"
     WALK_IN = "walk-in"
     VOICEMAIL = "voicemail"
+    PORTAL = "portal"      # submitted on the self-service portal
 
     @classmethod
     def logged_by_agents(cls) -> tuple[Channel, ...]:
         """The channels an agent logs a request from (``ticket new --channel``)."""
-        return tuple(c for c in cls if c is not cls.EMAIL)
+        return (cls.PHONE, cls.WALK_IN, cls.VOICEMAIL)
 
 
 class Direction(enum.StrEnum):
@@ -81,3 +82,4 @@ class IntakeOutcome(enum.StrEnum):
 
 
 SYSTEM_ACTOR = "mailticket"  # the actor of what the desk does by itself (jobs, links)
+PORTAL_SOURCE = "portal"     # the intake source of what users submit on the portal

@@ -26,6 +26,7 @@ from mailticket.mail.compose import Composer
 from mailticket.migrations import migrate as migrate_schema
 from mailticket.models import database_proxy, utcnow
 from mailticket.outbox import Mailer
+from mailticket.portal.links import Links
 from mailticket.storage import Store
 
 _lock = threading.Lock()
@@ -81,6 +82,11 @@ class App:
     store: Store
     closed: bool = False
 
+    @property
+    def links(self) -> Links | None:
+        """The portal's links (None without a ``web`` section)."""
+        return self.mailer.links
+
     def close(self) -> None:
         """Let go of the database: the last app on it closes it."""
         if not self.closed:
@@ -94,7 +100,9 @@ def build(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     composer.check()
     database = attach(settings.database, migrate=migrate)
     store = Store(settings.storage)
-    mailer = Mailer(settings, database, composer, clock=clock)
+    links = (Links(settings.web, database, reopen_window_days=settings.desk.reopen_window_days,
+                   clock=clock) if settings.web is not None else None)
+    mailer = Mailer(settings, database, composer, clock=clock, links=links)
     desk = Desk(settings, database, mailer, store, clock=clock)
     pipeline = Pipeline(database, settings, desk, clock=clock, after_commit=after_commit)
     return App(settings, database, composer, mailer, desk, pipeline, store)

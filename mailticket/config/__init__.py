@@ -22,12 +22,13 @@ from mailticket.config.settings import (
                                         Secret,
                                         Settings,
                                         SmtpIntake,
+                                        Web,
 )
 from mailticket.config.sla import Reports, ReportSchedule, Sla
 from mailticket.errors import ConfigError
 
 __all__ = ["Agent", "BusinessCalendar", "BusinessDuration", "CONFIG_ENV_VAR", "CalendarError",
-           "ConfigError", "DEFAULT_CONFIG_PATH", "DeskSettings", "Directory", "DirectoryError",
+           "ConfigError", "DEFAULT_CONFIG_PATH", "Web", "DeskSettings", "Directory", "DirectoryError",
            "Group", "ImapMailbox", "Intake", "Limits", "LoggingSettings", "Outgoing",
            "OutgoingSmtp", "Process", "ReportSchedule", "Reports", "Secret", "Settings", "Sla",
            "SmtpIntake", "load"]

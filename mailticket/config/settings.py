@@ -210,6 +210,48 @@ class LoggingSettings:
     file: Path | None = setting(v.path, None, help="a file to log to instead of standard error")
 
 
+def _base_url(value: Any) -> str:
+    url = v.string(value).rstrip("/")
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("http", "https") or not rest or any(c in rest for c in "?#\\ "):
+        raise v.Invalid(f"expected http://HOST[:PORT][/PATH] or https://..., got {v.show(value)}")
+    return url
+
+
+def _listen_base_url(scope: Scope) -> str:
+    host, port = scope["host"], scope["port"]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+@dataclass(frozen=True)
+class Web:
+    """The self-service portal (mailticket/web): where it listens, what links in mail point
+    to, and how long those links live."""
+
+    host: str = setting(v.listen, ("127.0.0.1", 8080), key="listen", spread=("host", "port"),
+                        first=True, in_code=False,
+                        help="HOST:PORT the portal listens on (mailticket run)")
+    port: int  # type: ignore[misc]
+    base_url: str = setting(_base_url, default_from=_listen_base_url,
+                            help="what links in mail point to (https://... behind a proxy)")
+    # None: the desk's reopen window (a user can act on the ticket as long as a reply could).
+    ticket_link_days: int | None = setting(v.integer(1, 3650), None,
+                                           help="days a ticket link in a mail stays valid")
+    sign_in_minutes: int = setting(v.integer(1, 1440), 15,
+                                   help="minutes a sign-in or confirmation link stays valid")
+    session_hours: int = setting(v.integer(1, 24 * 90), 12,
+                                 help="hours a browser stays signed in")
+    requests_per_client_per_hour: int = setting(
+        v.integer(1), 10, help="sign-in and confirmation mails one client may ask for an hour")
+    trusted_proxies: int = setting(v.integer(0, 5), 0,
+                                   help="proxies in front that set X-Forwarded-For/-Proto")
+    threads: int = setting(v.integer(1, 256), 8, help="requests served at once")
+
+    @property
+    def secure(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
 def _a_directory(path: Path, scope: Scope) -> str | None:
     return None if path.is_dir() else f"no such directory: {path}"
 
@@ -241,6 +283,8 @@ class Settings:
     report_notes_address: InitVar[str | None] = setting(
         v.address, None, kw_only=True, help="mail to it is a note for the next status report")
     reports: Reports = section(Reports, help="status reports mailed to a distribution list")
+    web: Web | None = section(Web, optional=True,
+                              help="the self-service portal; absent: no portal, no links in mail")
 
     def __post_init__(self, report_notes_address: str | None) -> None:
         if report_notes_address and self.desk is not None:  # kept on the desk, with its addresses

@@ -6,9 +6,11 @@ the desk. Each checks the ticket's state first and tells whoever must act next.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from mailticket.config import Agent
-from mailticket.desk.core import DeskCore, excerpt, required_text, ticket_context
+from mailticket.desk.core import DeskCore, excerpt, required_text, ticket_context, view
+from mailticket.desk.views import Reopen, reopening
 from mailticket.errors import InvalidRequest
 from mailticket.mail import tokens
 from mailticket.mail.compose import Recipient
@@ -64,8 +66,10 @@ class AgentWork(DeskCore):
 
     def reopen(self, number: int, actor: str, text: str) -> Outbox:
         ticket = self.get(number)
-        if ticket.status != TicketStatus.CLOSED:
-            raise InvalidRequest(f"ticket #{number} is {ticket.status}, not closed")
+        verdict, why = reopening(view(ticket), actor, now=self.clock(), staff=True, window=timedelta(
+            days=self.settings.desk.reopen_window_days))
+        if verdict is not Reopen.REOPEN:
+            raise InvalidRequest(why)
         return self._reopen(ticket, actor, required_text(text, "reason"), by_mail=False)
 
     def assign(self, number: int, actor: str, who: str) -> Outbox:

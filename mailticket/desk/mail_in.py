@@ -14,7 +14,14 @@ from mailticket.mail.bounces import BounceReport
 from mailticket.mail.compose import Recipient
 from mailticket.mail.parse import ParsedMail
 from mailticket.models import Message, Outbox, Ticket
-from mailticket.vocabulary import SYSTEM_ACTOR, Direction, OutboxStatus, TicketStatus
+from mailticket.vocabulary import (
+    PORTAL_SOURCE,
+    SYSTEM_ACTOR,
+    Channel,
+    Direction,
+    OutboxStatus,
+    TicketStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,8 @@ class MailIn(DeskCore):
         """A new request: the ticket, its first message and (for people) the acknowledgement."""
         mail = arrival.mail
         linked = self.get(linked_to) if linked_to is not None else None
-        ticket = self._create(mail, linked_to=linked)
+        ticket = self._create(mail, linked_to=linked, channel=Channel.PORTAL
+                              if arrival.source == PORTAL_SOURCE else Channel.EMAIL)
         message = self._record(arrival, ticket)
         self._event(ticket, arrival.actor, "created", arrival.reason)
         if linked is not None:
@@ -74,6 +82,7 @@ class MailIn(DeskCore):
         if ticket.status == TicketStatus.RESOLVED and view(ticket).involves(arrival.actor):
             self._set_status(ticket, TicketStatus.OPEN, arrival.actor,
                              "the requester replied to a resolved ticket")
+            self._tell_desk(ticket, arrival.actor, "says it is not fixed", arrival.mail.body)
         self._touch(ticket)
         return message
 
@@ -81,6 +90,7 @@ class MailIn(DeskCore):
         ticket = self.get(number)
         message = self._record(arrival, ticket)
         self._reopen(ticket, arrival.actor, arrival.mail.body.strip()[:2000], by_mail=True)
+        self._tell_desk(ticket, arrival.actor, "reopened it", arrival.mail.body)
         return message
 
     def attach(self, number: int, arrival: Arrival) -> Message:
@@ -150,12 +160,26 @@ class MailIn(DeskCore):
             log.warning("outbox #%d bounced: %s", row.id, row.last_error)
         return marked
 
+    def _tell_desk(self, ticket: Ticket, actor: str, what: str, text: str) -> None:
+        """A user sent a ticket back to the desk (a reopen, a reply to a resolved ticket): its
+        agent is told, or its group when nobody has it. Capped, like every mail incoming mail
+        causes by itself."""
+        group = self.settings.process.group(ticket.group or "")
+        to = [ticket.agent] if ticket.agent else list(group.recipients) if group else []
+        if not to:
+            return
+        self.mailer.queue(
+            "user_reopened", ticket, to=[Recipient("", a) for a in to],
+            context={"ticket": ticket_context(ticket), "actor": actor, "what": what,
+                     "text": text.strip()[:2000]},
+            auto_reply=True)
+
     def keep(self, arrival: Arrival) -> Message:
         """Mail that concerns no ticket and makes none (automated mail, our own, notes for the
         status report): recorded."""
         return self._record(arrival, None)
 
-    def _create(self, mail: ParsedMail, linked_to: Ticket | None) -> Ticket:
+    def _create(self, mail: ParsedMail, linked_to: Ticket | None, channel: Channel) -> Ticket:
         assert mail.sender is not None
         requester = mail.sender.address
         cc: list[str] = []
@@ -164,4 +188,4 @@ class MailIn(DeskCore):
             if key != requester.lower() and key not in self.own_addresses and key not in cc:
                 cc.append(key)
         return self._new_ticket(mail.subject, requester, mail.sender.name, cc[:50],
-                                linked_to=linked_to)
+                                linked_to=linked_to, channel=channel)

@@ -29,7 +29,7 @@ from mailticket.mail.authres import vouched_by
 from mailticket.mail.classify import Kind, classify
 from mailticket.mail.parse import ParsedMail, ParseLimits, parse
 from mailticket.models import IntakeKey, MailboxState, Message, Quarantine, utcnow
-from mailticket.vocabulary import QuarantineStatus
+from mailticket.vocabulary import PORTAL_SOURCE, QuarantineStatus
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("mailticket.decisions")
@@ -194,7 +194,9 @@ class Pipeline:
                 Outcome.DUPLICATE, "same Message-ID seen before", mail.message_id,
                 action="duplicate", ticket=earlier[1], message_ref=earlier[0]))
         verdict = classify(mail, self.desk.own_addresses)
-        agent = self._agent_of(mail)
+        # What a user typed on the portal is a user's, whoever the address belongs to: no
+        # agent commands run from a web form.
+        agent = None if item.source == PORTAL_SOURCE else self._agent_of(mail)
         decision = route(mail, verdict, self.desk, tag=self.tag,
                          reopen_window=self.reopen_window, now=self.clock(),
                          thread_key=self.desk.mailer.thread_key,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from mailticket.desk.views import TicketView
+from mailticket.desk.views import Reopen, TicketView, reopening
 from mailticket.mail import tokens
 from mailticket.mail.bounces import BounceReport
 from mailticket.mail.classify import Kind, Verdict
@@ -170,17 +170,13 @@ def _decide(mail: ParsedMail, verdict: Verdict, lookup: Lookup, *, tag: re.Patte
         return Decision(Action.UNVERIFIED, why, ticket=ticket.number)
 
     if ticket.status == TicketStatus.CLOSED:
-        if not involved:
-            return Decision(Action.NEW_LINKED, f"reply to closed ticket #{ticket.number} ({how}) "
-                                               "from someone not on it", ticket=ticket.number,
-                            acknowledge=True)
-        closed_at = ticket.closed_at or now
-        if now - closed_at <= reopen_window:
+        verdict_of, why = reopening(ticket, mail.sender.address, now=now, window=reopen_window,
+                                    involved=involved)
+        if verdict_of is Reopen.REOPEN:
             return Decision(Action.REOPEN, f"reply to closed ticket #{ticket.number} ({how}) "
-                                           "within the reopen window", ticket=ticket.number)
-        return Decision(Action.NEW_LINKED, f"reply to ticket #{ticket.number} ({how}) closed "
-                                           f"{(now - closed_at).days} days ago",
-                        ticket=ticket.number, acknowledge=True)
+                                           f"{why}", ticket=ticket.number)
+        return Decision(Action.NEW_LINKED, f"reply to closed ticket #{ticket.number} ({how}): "
+                                           f"{why}", ticket=ticket.number, acknowledge=True)
 
     return Decision(Action.FOLLOW_UP, f"follow-up on ticket #{ticket.number} ({how})",
                     ticket=ticket.number)

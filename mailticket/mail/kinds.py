@@ -56,6 +56,8 @@ _ROWS = (
         "text": "The switch on floor 3 drops packets."}),
     MailKind("handed_back", Audience.STAFF,
              sample={"text": "Replaced the fuser unit.", "author": "Nora"}),
+    MailKind("user_reopened", Audience.STAFF, capped=True, sample={
+        "actor": "bob@example.org", "what": "reopened it", "text": "It jams again."}),
     MailKind("agent_report", Audience.STAFF, sample={
         "results": ["#assign nora: assigned to nora@example.org",
                     "#frobnicate: unknown command, nothing done"],
@@ -63,6 +65,14 @@ _ROWS = (
     MailKind("sla_warning", Audience.STAFF),
     MailKind("sla_breach", Audience.STAFF),
     MailKind("report", Audience.LIST, sample=REPORT_SAMPLE),
+    # The portal's links, asked for on a web form: capped, so that a form cannot make the
+    # desk mail one address (or everyone) without end.
+    MailKind("sign_in", Audience.USER, capped=True, sample={
+        "link": "https://desk.example.org/s/SAMPLE", "minutes": 15, "ticket": None}),
+    MailKind("ticket_link", Audience.USER, capped=True),
+    MailKind("confirm_request", Audience.USER, capped=True, sample={
+        "link": "https://desk.example.org/c/SAMPLE", "minutes": 15, "ticket": None,
+        "subject": "Printer on floor 3 is broken"}),
 )
 
 MAIL_KINDS: dict[str, MailKind] = {row.name: row for row in _ROWS}

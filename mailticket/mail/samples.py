@@ -58,4 +58,5 @@ SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "statu
                  "response_due_at": datetime(2026, 1, 6, 9, 30)}
 
 SAMPLE_DESK = {"desk": {"name": "Service Desk", "address": "desk@example.org"},
-               "tag": "[DESK #42]", "reopen_window_days": 30}
+               "tag": "[DESK #42]", "reopen_window_days": 30,
+               "portal_link": "https://desk.example.org/t/eyJhIjoiYm9iQGV4YW1wbGUub3JnIn0.SAMPLE"}

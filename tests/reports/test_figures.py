@@ -155,7 +155,7 @@ def test_an_empty_period_shows_zeros(db):
     assert data.mail_by_mailbox == () and data.mail_total == 0
     assert all(bar.count == 0 for bar in data.volume) and len(data.volume) == 15
     assert data.new_by_channel == (Count("email", 0), Count("phone", 0), Count("walk-in", 0),
-                                   Count("voicemail", 0))
+                                   Count("voicemail", 0), Count("portal", 0))
     assert (data.follow_ups, data.resolved, data.closed, data.reopened) == (0, 0, 0, 0)
     assert data.escalations == ()
     assert (data.first_response_within, data.first_response_outside) == (0, 0)
