@@ -1,6 +1,7 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when MAILTICKET_TEST_POSTGRES is set).
 
-Server fixtures (Dovecot, the SMTP sink) live in tests/servers/ and are registered here.
+Server fixtures (Dovecot, the SMTP sink, headless Chromium) live in tests/servers/ and are
+registered here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from mailticket import db as dbmod
 
 pytest_plugins = [
+    "tests.servers.browser",
     "tests.servers.dovecot",
     "tests.servers.smtpsink",
 ]

@@ -1,4 +1,5 @@
-"""Real servers for the tests (Dovecot, an SMTP sink, the daemon itself), all on loopback."""
+"""Real servers for the tests (Dovecot, an SMTP sink, the daemon itself, headless Chromium), all on
+loopback."""
 
 import os
 import time
