@@ -1,8 +1,8 @@
 """The long-running process: wires the sources, the pipeline and the sender; stops cleanly.
 
 Each IMAP mailbox is read by its own thread, the SMTP/LMTP intake runs in aiosmtpd's thread, and
-one sender thread drains the outbox, woken whenever a commit queued mail, and APScheduler runs
-the desk's timed jobs (SLA checks, auto-close). SIGTERM or SIGINT:
+one sender thread drains the outbox, woken whenever a commit queued mail, APScheduler runs
+the desk's timed jobs (SLA checks, auto-close), and waitress serves the portal (``web``). SIGTERM or SIGINT:
 intake stops taking new mail, each source finishes the batch in hand, the sender delivers what
 it can, then the process exits.
 """
@@ -21,6 +21,7 @@ from mailticket.intake.imap import ImapSource
 from mailticket.intake.smtp import SmtpIntakeServer
 from mailticket.sender import Sender
 from mailticket.transport import make_transport
+from mailticket.web.server import PortalServer
 from mailticket.wiring import build
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Daemon:
         self.source_threads: list[threading.Thread] = []
         self.sender_thread: threading.Thread | None = None
         self.smtp_server: SmtpIntakeServer | None = None
+        self.portal: PortalServer | None = None
         self.scheduler = None  # APScheduler's BackgroundScheduler, once started
         self.healthy = True  # False once a part of the daemon died: the exit status says so
 
@@ -55,12 +57,16 @@ class Daemon:
                                                 settings.limits.max_message_bytes)
             self.smtp_server.start()
         self._start_scheduler()
+        if settings.web is not None:
+            self.portal = PortalServer(self.app, wake=self.wake_sender.set)
+            self.portal.start()
         where = [m.label for m in settings.intake.imap]
         if settings.intake.smtp is not None:
             where.append(settings.intake.smtp.label)
         out = (f"relay {settings.outgoing.smtp.host}:{settings.outgoing.smtp.port}"
                if settings.outgoing.smtp else f"maildir {settings.outgoing.maildir}")
-        log.info("mailticket running: intake %s; outgoing mail to %s", ", ".join(where), out)
+        web = f"; portal {self.portal.label}" if self.portal is not None else ""
+        log.info("mailticket running: intake %s; outgoing mail to %s%s", ", ".join(where), out, web)
 
     def _start_scheduler(self) -> None:
         """The desk's timed jobs (desk/jobs.py) in APScheduler's background thread: one at a
@@ -106,6 +112,8 @@ class Daemon:
         mail those last messages caused is delivered too when the relay takes it."""
         log.info("stopping: finishing the messages in hand")
         self.stop_event.set()
+        if self.portal is not None:
+            self.portal.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         if self.smtp_server is not None:

@@ -13,8 +13,8 @@ import peewee
 from mailticket.db import is_sqlite
 from mailticket.models import (
     ALL_MODELS,
-    THREAD_KEY,
     PORTAL_KEY,
+    THREAD_KEY,
     JSONField,
     Outbox,
     PortalRequest,

@@ -175,7 +175,7 @@ def test_new_tickets_by_channel_with_zeros(db):
     data = report()
 
     assert data.new_by_channel == (Count("email", 2), Count("phone", 0), Count("walk-in", 0),
-                                   Count("voicemail", 1))
+                                   Count("voicemail", 1), Count("portal", 0))
     assert data.new_total == 3
 
 
@@ -329,7 +329,7 @@ def test_the_agency_filter_applies_to_every_figure(db):
 
     assert everyone.mail_total == 3 and police_only.mail_total == 1
     assert everyone.new_total == 2 and police_only.new_by_channel == (
-        Count("email", 0), Count("phone", 1), Count("walk-in", 0), Count("voicemail", 0))
+        Count("email", 0), Count("phone", 1), Count("walk-in", 0), Count("voicemail", 0), Count("portal", 0))
     assert (everyone.follow_ups, everyone.resolved, everyone.closed, everyone.reopened) == (
         2, 2, 2, 2)
     assert (police_only.follow_ups, police_only.resolved, police_only.closed,
