@@ -134,6 +134,18 @@ def transaction(db: peewee.Database) -> Iterator[None]:
         raise TemporaryFailure(f"database unavailable: {exc}") from exc
 
 
+@contextmanager
+def reading(db: peewee.Database) -> Iterator[None]:
+    """A read-only transaction (one consistent view of the data) that never waits for a writer:
+    on SQLite a deferred one, a WAL reader, so pages read while intake writes."""
+    try:
+        ctx = db.atomic("DEFERRED") if is_sqlite(db) else db.atomic()
+        with ctx:
+            yield
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        raise TemporaryFailure(f"database unavailable: {exc}") from exc
+
+
 def savepoint(db: peewee.Database):
     """A nested transaction: rolling it back leaves the outer one intact."""
     return db.atomic()

@@ -16,7 +16,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailticket.config.addresses import valid_address
-from mailticket.db import transaction
+from mailticket.db import reading, transaction
 from mailticket.desk import public
 from mailticket.desk.core import ticket_context, view
 from mailticket.desk.views import Reopen, reopening
@@ -288,7 +288,7 @@ def mail_link(kind: str, address: str, *, payload: dict | None = None, subject: 
 def limited() -> None:
     """429 once this client asked for web.requests_per_client_per_hour links in the hour."""
     since = portal().core.desk.clock() - timedelta(hours=1)
-    with transaction(portal().links.db):
+    with reading(portal().links.db):
         recent = (PortalRequest.select(peewee.fn.COUNT(PortalRequest.id))
                   .where(PortalRequest.client == _client(), PortalRequest.created_at >= since)
                   .scalar())

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, redirect, render_template, url_for
 
-from mailticket.db import transaction
+from mailticket.db import reading
 from mailticket.desk import public
 from mailticket.desk.core import view
 from mailticket.desk.views import Reopen, reopening
@@ -61,7 +61,7 @@ def follow_ticket_link(token: str) -> Any:
         grant = links.ticket_grant(token)
     except LinkRefused as refused:
         return refused_page(refused, token)
-    with transaction(links.db):
+    with reading(links.db):
         ticket = public.visible_ticket(grant.ticket or 0, grant.address)
     if ticket is None:
         stop(404)
@@ -123,7 +123,7 @@ def my_tickets() -> Any:
     if who is None:
         return render_template("sign_in.html.j2", viewer=None, address="", problem=(
             "Sign in to see your tickets: we mail you a link.")), 401
-    with transaction(portal().links.db):
+    with reading(portal().links.db):
         found = public.tickets_of(who.address, None if who.everything else who.tickets)
     return render_template("tickets.html.j2", viewer=who, tickets=found)
 
@@ -140,7 +140,7 @@ def show_ticket(number: int, *, status: int = 200, problem: str | None = None,
     ticket = visible(who, number)
     assert who is not None
     desk = portal().settings.desk
-    with transaction(portal().links.db):
+    with reading(portal().links.db):
         shown = public.timeline(ticket, who.address, desk.name)
     now = portal().core.desk.clock()
     rule, why = reopening(view(ticket), who.address, now=now,
@@ -159,7 +159,7 @@ def visible(who: guard.Viewer | None, number: int) -> Ticket:
     """The ticket, if this browser may see it; 404 otherwise (the same for every reason)."""
     if who is None or not who.may_see(number):
         stop(404)
-    with transaction(portal().links.db):
+    with reading(portal().links.db):
         ticket = public.visible_ticket(number, who.address)
     if ticket is None:
         stop(404)
@@ -171,7 +171,7 @@ def download(number: int, file_id: int) -> Response:
     """A public attachment, always as a download with its stored type (or octet-stream when
     that is no plain media type), nosniff and a sandboxing CSP: nothing uploaded renders."""
     ticket = visible(viewer(), number)
-    with transaction(portal().links.db):
+    with reading(portal().links.db):
         row = public.public_file(ticket, file_id)
     if row is None:
         stop(404)
