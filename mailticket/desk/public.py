@@ -13,6 +13,7 @@ from datetime import datetime
 
 import peewee
 
+from mailticket.db import Prepared
 from mailticket.desk.core import view
 from mailticket.models import Attachment, Event, Message, Ticket
 from mailticket.vocabulary import Direction, TicketStatus
@@ -51,14 +52,21 @@ class PublicTicket:
         return self.ticket.number
 
 
+_TICKET = Prepared(lambda n: Ticket.select(*Ticket._meta.sorted_fields).where(
+    Ticket.number == n), 1)
+
+
 def visible_ticket(number: int, address: str) -> Ticket | None:
     """The ticket, when ``address`` is its requester or one of its Cc's; else None."""
     if not 0 < number < 2 ** 31:
         return None
-    ticket = Ticket.get_or_none(Ticket.number == number)
-    if ticket is None or not view(ticket).involves(address):
+    row = _TICKET.first(Ticket._meta.database, number)
+    if row is None:
         return None
-    return ticket
+    fields = Ticket._meta.sorted_fields
+    ticket = Ticket(**{f.name: f.python_value(value) for f, value in zip(fields, row)})
+    ticket._dirty.clear()
+    return ticket if view(ticket).involves(address) else None
 
 
 def tickets_of(address: str, only: frozenset[int] | None = None) -> list[Ticket]:
@@ -74,33 +82,47 @@ def tickets_of(address: str, only: frozenset[int] | None = None) -> list[Ticket]
     return [t for t in found if view(t).involves(address)]
 
 
+# The timeline's three reads, prepared once (db.Prepared): a ticket page is the portal's
+# busiest request, and building the SQL cost more than running it.
+_MESSAGES = Prepared(lambda t, a, b: Message.select(
+    Message.id, Message.direction, Message.sender, Message.sender_name, Message.body,
+    Message.created_at, Message.verdict).where(
+        (Message.ticket == t) & Message.direction.in_([a, b])).order_by(Message.id), 3)
+_FILES = Prepared(lambda t: Attachment.select(
+    Attachment.id, Attachment.message, Attachment.filename, Attachment.content_type,
+    Attachment.size).join(Message).where(Message.ticket == t).order_by(Attachment.id), 1)
+_STATUS_EVENTS = Prepared(lambda t, k: Event.select(Event.at, Event.detail).where(
+    (Event.ticket == t) & (Event.kind == k)).order_by(Event.id), 2)
+
+
 def timeline(ticket: Ticket, viewer: str, desk_name: str) -> PublicTicket:
     viewer = viewer.lower()
-    on_ticket = view(ticket)
-    messages = list(Message.select().where(Message.ticket == ticket,
-                                           Message.direction.in_([Direction.IN, Direction.OUT]))
-                    .order_by(Message.id))
+    db = Ticket._meta.database
+    on_ticket = view(ticket).involves
+    when = Message.created_at.python_value
+    public: dict[int, tuple] = {}
+    for row in _MESSAGES.execute(db, ticket.number, Direction.IN, Direction.OUT):
+        direction, sender, verdict = row[1], row[2], row[6]
+        if direction == Direction.OUT or (verdict == "human" and on_ticket(sender)):
+            public[row[0]] = row
     files: dict[int, list[PublicFile]] = {}
+    for file_id, message_id, filename, content_type, size in _FILES.execute(db, ticket.number):
+        if message_id in public:
+            files.setdefault(message_id, []).append(
+                PublicFile(file_id, filename, content_type, size))
     entries: list[Entry] = []
-    public_ids = [m.id for m in messages if _public(m, on_ticket.involves)]
-    for row in (Attachment.select().where(Attachment.message.in_(public_ids))
-                .order_by(Attachment.id) if public_ids else ()):
-        files.setdefault(row.message_id, []).append(
-            PublicFile(row.id, row.filename, row.content_type, row.size))
-    for m in messages:
-        if not _public(m, on_ticket.involves):
-            continue
-        at = m.created_at
-        if m.direction == Direction.OUT:
-            entries.append(Entry("out", at, desk_name, m.body, files=tuple(files.get(m.id, ()))))
+    for message_id, direction, sender, sender_name, body, created_at, _verdict in public.values():
+        attached = tuple(files.get(message_id, ()))
+        if direction == Direction.OUT:
+            entries.append(Entry("out", when(created_at), desk_name, body, files=attached))
         else:
-            mine = m.sender.lower() == viewer
-            entries.append(Entry("in", at, "You" if mine else (m.sender_name or m.sender),
-                                 m.body, mine=mine, files=tuple(files.get(m.id, ()))))
-    for event in Event.select().where(Event.ticket == ticket, Event.kind == "status"):
-        new = _new_status(event.detail)
+            mine = sender.lower() == viewer
+            entries.append(Entry("in", when(created_at), "You" if mine else (sender_name or sender),
+                                 body, mine=mine, files=attached))
+    for at, detail in _STATUS_EVENTS.execute(db, ticket.number, "status"):
+        new = _new_status(detail)
         if new is not None:
-            entries.append(Entry("status", event.at, desk_name, new))
+            entries.append(Entry("status", Event.at.python_value(at), desk_name, new))
     entries.sort(key=lambda e: e.at)
     return PublicTicket(ticket, tuple(entries))
 

@@ -22,11 +22,16 @@ import itsdangerous
 import peewee
 
 from mailticket.config import Web
+from mailticket.db import Prepared
 from mailticket.models import PortalRevocation, portal_key, utcnow
 
 TICKET = "ticket"      # /t/TOKEN: one ticket, for its lifetime
 SIGN_IN = "sign-in"    # /s/TOKEN: "my tickets", once, for minutes
 CONFIRM = "confirm"    # /c/TOKEN: a new request typed in while not signed in, once
+
+
+_GENERATION = Prepared(lambda a: PortalRevocation.select(PortalRevocation.generation).where(
+    PortalRevocation.address == a), 1)
 
 
 class LinkRefused(Exception):
@@ -122,8 +127,8 @@ class Links:
     # --- revocation --------------------------------------------------------------------------
 
     def generation(self, address: str) -> int:
-        row = PortalRevocation.get_or_none(PortalRevocation.address == address.lower())
-        return row.generation if row is not None else 0
+        row = _GENERATION.first(self.db, address.lower())
+        return row[0] if row is not None else 0
 
     def revoke(self, address: str) -> int:
         """Refuse every link and session of ``address`` made so far; the new generation.

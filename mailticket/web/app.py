@@ -39,6 +39,9 @@ def make_app(core: App, *, wake: Callable[[], None] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the cookie after a link in webmail
         SESSION_COOKIE_SECURE=web.secure,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=web.session_hours),
+        # The lifetime counts from signing in, not from the last page: the cookie is only
+        # written when the session changes (and no page pays for signing it again).
+        SESSION_REFRESH_EACH_REQUEST=False,
         # A submission is a mail: the intake limit bounds it (plus the form's own fields).
         MAX_CONTENT_LENGTH=core.settings.limits.max_message_bytes + 1024 * 1024,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
