@@ -105,6 +105,14 @@ FORBIDDEN = [
     ("mailticket.reports", ("mailticket.intake", "mailticket.sender", "mailticket.transport",
                             "mailticket.jobs", "mailticket.wiring")),
     ("mailticket.vocabulary", ("mailticket.",)),
+    # The portal's links sit below the mailer, which makes them: models and config only.
+    ("mailticket.portal", ("mailticket.desk", "mailticket.intake", "mailticket.outbox",
+                           "mailticket.web", "mailticket.wiring", "mailticket.mail")),
+    # The web layer is an entry point, like the CLI: only the daemon (and WSGI servers) use it.
+    ("mailticket.wiring", ("mailticket.web",)),
+    ("mailticket.intake", ("mailticket.web",)),
+    ("mailticket.desk", ("mailticket.web",)),
+    ("mailticket.outbox", ("mailticket.web",)),
     # The desk's jobs are the desk's; the table of every job (mailticket.jobs) sits above both.
     ("mailticket.desk", ("mailticket.reports", "mailticket.jobs", "mailticket.wiring")),
 ]

@@ -28,6 +28,10 @@ def check_config(settings: Settings) -> int:
     from mailticket.mail.compose import Composer
 
     Composer(settings.templates).check()
+    if settings.web is not None:
+        from mailticket.web.context import check_pages
+
+        check_pages(settings)
     print(f"{settings.path}: OK")
     return EXIT_OK
 

@@ -218,8 +218,10 @@ def _base_url(value: Any) -> str:
     return url
 
 
-def _listen_base_url(scope: Scope) -> str:
+def _listen_base_url(scope: Scope) -> str | None:
     host, port = scope["host"], scope["port"]
+    if host is None:  # listen was invalid, and said so
+        return None
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 

@@ -78,3 +78,31 @@ def template_dirs(settings: Settings) -> list[Path]:
     templates folder first (an admin's overrides), then the shipped ones."""
     shipped = shipped_templates() / "web"
     return [settings.templates / "web", shipped] if settings.templates else [shipped]
+
+
+PAGES = ("base", "home", "sign_in", "sent", "follow", "tickets", "ticket", "new", "error")
+
+
+def check_pages(settings: Settings) -> None:
+    """Every page template found and compiled (``check-config``): an admin's override with a
+    syntax error fails here, not on a user's screen. ConfigError names each problem."""
+    import jinja2
+
+    from mailticket.errors import ConfigError
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(
+        [str(d) for d in template_dirs(settings)]), autoescape=True)
+    env.filters["size"] = str  # the app's own filters: compiling only needs their names
+    problems = []
+    for page in PAGES:
+        name = f"{page}.html.j2"
+        try:
+            env.get_template(name)
+        except jinja2.TemplateNotFound:
+            problems.append(f"templates: web/{name} not found")
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"templates: web/{name}, line {exc.lineno}: {exc.message}")
+    if not any((d / "portal.css").is_file() for d in template_dirs(settings)):
+        problems.append("templates: web/portal.css not found")
+    if problems:
+        raise ConfigError(problems)
