@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import urllib.request
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -33,13 +34,16 @@ def test_the_default_config_needs_no_mail_server(tmp_path, monkeypatch):
     assert (settings.intake.smtp.host, settings.intake.smtp.port) == ("127.0.0.1", 8025)
     assert settings.outgoing.smtp is None
     assert settings.outgoing.maildir == tmp_path / "var" / "sent"
+    assert (settings.web.host, settings.web.port) == ("127.0.0.1", 8080)
+    assert settings.web.base_url == "http://127.0.0.1:8080"
 
 
 def test_readme_one_liner_gets_an_acknowledgement_in_the_maildir(tmp_path):
     # The shipped default, moved to a free port so the test never collides with a running desk.
-    port = free_port()
+    port, web_port = free_port(), free_port()
     data = yaml.safe_load(DEFAULT.read_text())
     data["intake"]["smtp"]["listen"] = f"127.0.0.1:{port}"
+    data["web"] = {"listen": f"127.0.0.1:{web_port}", "base_url": f"http://127.0.0.1:{web_port}"}
     config = tmp_path / "config" / "mailticket.yaml"
     config.parent.mkdir()
     config.write_text(yaml.safe_dump(data))
@@ -54,6 +58,13 @@ def test_readme_one_liner_gets_an_acknowledgement_in_the_maildir(tmp_path):
         ack = message_from_bytes(ack_file.read_bytes(), policy=default)
         number = int(re.search(r"\[DESK #(\d+)\]", str(ack["Subject"])).group(1))
         assert ack["To"].addresses[0].addr_spec == "ann@example.org"
+        # The README: the acknowledgement's link opens the ticket in the browser.
+        [link] = re.findall(rf"http://127\.0\.0\.1:{web_port}/t/\S+",
+                            ack.get_body(("plain",)).get_content())
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        html = opener.open(link, timeout=10).read().decode()
+        assert f"Ticket #{number}: Printer on floor 3 is broken" in html
+        assert "It prints blank pages." in html
         daemon.cli("ticket", "close", str(number), "--message", "Replaced the fuser unit.")
         closed = wait_until(lambda: [p for p in new.glob("*") if b"has been closed" in p.read_bytes()],
                             what="the closed notice")
