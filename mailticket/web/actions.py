@@ -8,6 +8,7 @@ the CSRF check first (``guard``)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -223,8 +224,15 @@ def submit(address: str, subject: str, text: str, files: list[Upload], *, name: 
     core = portal().core
     raw = portal_mail(sender=address, name=name, desk_address=core.settings.desk.address,
                       subject=subject, text=text, files=files)
-    nonce = request.form.get("nonce", "")[:64] or portal().links.new_nonce()
-    return hand_in(core.pipeline, key or f"{address}/{nonce}", raw)
+    if key is None:
+        # The form's nonce with what was written: the same form sent twice counts once, but
+        # a form sent again with other words (back, edit, send) is a note of its own.
+        nonce = request.form.get("nonce", "")[:64] or portal().links.new_nonce()
+        written = hashlib.sha256("\x00".join(
+            [subject, text, *(f"{f.filename}:{hashlib.sha256(f.data).hexdigest()}"
+                              for f in files)]).encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"{address}/{nonce}/{written[:32]}"
+    return hand_in(core.pipeline, key, raw)
 
 
 def after_submit(result: Any, number: int | None, done: str) -> Any:
