@@ -24,7 +24,8 @@ class AgentWork(DeskCore):
         text = required_text(text, "reply")
         row = self._send_reply(ticket, actor, text)
         Message.create(ticket=ticket, direction=Direction.OUT, message_id=row.message_id,
-                       sender=self.settings.desk.address, sender_name=actor, to=row.recipients,
+                       sender=self.settings.desk.address, sender_name=actor,
+                       to=[r.address for r in [self._requester(ticket), *self._cc(ticket)]],
                        subject=row.subject, body=text, date=self.clock(), author=actor,
                        verdict="agent", decision="reply", created_at=self.clock())
         return row
