@@ -63,6 +63,8 @@ def make_app(core: App, *, wake: Callable[[], None] | None = None) -> Flask:
 
 
 def _error_page(exc: HTTPException) -> Any:
+    if exc.response is not None:  # stop(error_page(...)): the page is made already
+        return exc.response
     status = exc.code or 500
     if status == 400 and exc.description == "csrf":
         title, text = CSRF_PROBLEM
