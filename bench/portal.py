@@ -271,7 +271,7 @@ def run(args: argparse.Namespace, database: str, tmp: Path) -> dict:
         extra=f"""
         limits: {{auto_replies_per_recipient_per_hour: 100000, auto_replies_per_hour: 1000000}}
         web: {{listen: '127.0.0.1:{web_port}', base_url: 'http://127.0.0.1:{web_port}',
-               threads: {args.threads}}}
+               threads: {args.threads}, workers: {args.workers}}}
         """)
     daemon = DaemonProcess(config, tmp / "daemon.log").start()
     try:
@@ -280,7 +280,8 @@ def run(args: argparse.Namespace, database: str, tmp: Path) -> dict:
         path = f"/tickets/{number}"
         figures: dict = {"database": database.split(":")[0], "clients": args.clients,
                          "messages_on_ticket": args.messages, "rate": args.rate,
-                         "seconds": args.seconds, "threads": args.threads}
+                         "seconds": args.seconds, "threads": args.threads,
+                         "workers": args.workers}
         figures["acks_alone"] = mail_at_rate(smtp_port, sink, args.rate, args.seconds)
         with PageLoad(web_port, path, cookie, args.clients) as alone:
             time.sleep(args.seconds)
@@ -299,7 +300,8 @@ def show(figures: dict) -> None:
     print(f"\nportal benchmark: {figures['database']}, a ticket with "
           f"{figures['messages_on_ticket']} messages, {figures['clients']} clients, "
           f"mail at {figures['rate']}/s, {figures['seconds']} s phases, "
-          f"{figures['threads']} portal threads")
+          f"{figures['threads']} portal threads, "
+          f"{figures['workers'] or 'no'} portal processes (web.workers)")
     for name in ("pages_alone", "pages_with_mail"):
         f = figures[name]
         print(f"  {name:<22} {f['views_per_s']:>7} views/s  p50 {f['p50_ms']} ms  "
@@ -321,6 +323,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="mails a second")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
     parser.add_argument("--threads", type=int, default=8, help="web.threads")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="web.workers: portal processes (0: in the daemon's process)")
     parser.add_argument("--quick", action="store_true", help="5 s phases, 10 clients")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()

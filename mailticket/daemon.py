@@ -22,6 +22,7 @@ from mailticket.intake.smtp import SmtpIntakeServer
 from mailticket.sender import Sender
 from mailticket.transport import make_transport
 from mailticket.web.server import PortalServer
+from mailticket.web.workers import PortalWorkers
 from mailticket.wiring import build
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Daemon:
         self.source_threads: list[threading.Thread] = []
         self.sender_thread: threading.Thread | None = None
         self.smtp_server: SmtpIntakeServer | None = None
-        self.portal: PortalServer | None = None
+        self.portal: PortalServer | PortalWorkers | None = None
         self.scheduler = None  # APScheduler's BackgroundScheduler, once started
         self.healthy = True  # False once a part of the daemon died: the exit status says so
 
@@ -57,7 +58,10 @@ class Daemon:
                                                 settings.limits.max_message_bytes)
             self.smtp_server.start()
         self._start_scheduler()
-        if settings.web is not None:
+        if settings.web is not None and settings.web.workers:
+            self.portal = PortalWorkers(settings.path, settings.web, settings.web.workers)
+            self.portal.start()
+        elif settings.web is not None:
             self.portal = PortalServer(self.app, wake=self.wake_sender.set)
             self.portal.start()
         where = [m.label for m in settings.intake.imap]

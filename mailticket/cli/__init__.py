@@ -83,7 +83,10 @@ def _dispatch(args: argparse.Namespace, settings: configmod.Settings) -> int:
 
         logs.setup(settings.logging.level, settings.logging.file, _secrets(settings))
         return EXIT_OK if Daemon(settings).run_forever() else EXIT_FAILED
-    logs.setup("WARNING", None, _secrets(settings))
+    if args.command == "portal" and args.action == "serve":  # a service: the config's logging
+        logs.setup(settings.logging.level, settings.logging.file, _secrets(settings))
+    else:
+        logs.setup("WARNING", None, _secrets(settings))
     if args.command == "check-config":
         return admin.check_config(settings)
 

@@ -23,6 +23,20 @@ def add_commands(commands: Commands) -> None:
                        "phone, a forwarded link); mail sent later carries new links")
     revoke.add_argument("address", help="the user's mail address")
     revoke.set_defaults(handler=revoke_address)
+    serve = actions.add_parser(
+        "serve", help="serve the portal alone on web.listen until SIGTERM (mailticket run "
+                      "starts web.workers of these; a daemon on the same database sends the "
+                      "mail it queues)")
+    serve.set_defaults(handler=serve_portal)
+
+
+def serve_portal(app: App, args: argparse.Namespace) -> int:
+    if app.settings.web is None:
+        raise InvalidRequest("the portal is off: the config has no web section")
+    from mailticket.web.server import serve
+
+    serve(app)
+    return EXIT_OK
 
 
 def revoke_address(app: App, args: argparse.Namespace) -> int:

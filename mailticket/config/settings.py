@@ -247,7 +247,9 @@ class Web:
         v.integer(1), 10, help="sign-in and confirmation mails one client may ask for an hour")
     trusted_proxies: int = setting(v.integer(0, 5), 0,
                                    help="proxies in front that set X-Forwarded-For/-Proto")
-    threads: int = setting(v.integer(1, 256), 8, help="requests served at once")
+    threads: int = setting(v.integer(1, 256), 8, help="requests served at once (per process)")
+    workers: int = setting(v.integer(0, 64), 0,
+                           help="portal processes mailticket run starts; 0: in its own process")
 
     @property
     def secure(self) -> bool:

@@ -1,11 +1,14 @@
-"""Serving the portal inside ``mailticket run``: waitress (a production WSGI server, pure
-Python) on ``web.listen`` in a thread of the daemon, sharing its database and waking its sender
-when a page queued mail. Waitress answers requests from its own thread pool, so a slow page
-never holds up intake, which runs in other threads on other connections."""
+"""Serving the portal with waitress (a production WSGI server, pure Python): in a thread of
+``mailticket run`` (``web.workers: 0``), sharing its database and waking its sender when a page
+queued mail; or as processes of their own (``mailticket portal serve``, which ``mailticket run``
+starts ``web.workers`` of), sharing ``web.listen`` through SO_REUSEPORT so that pages use other
+cores than intake. Waitress never logs request lines, which carry tokens."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import socket
 import threading
 from collections.abc import Callable
 
@@ -17,31 +20,48 @@ from mailticket.wiring import App
 log = logging.getLogger(__name__)
 
 
+def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A bound socket for ``host:port``; ``shared``: other processes may bind it too (the
+    kernel spreads connections among them)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class PortalServer:
-    def __init__(self, core: App, *, wake: Callable[[], None]):
+    def __init__(self, core: App, *, wake: Callable[[], None], shared: bool = False):
         web = core.settings.web
         assert web is not None
         self.web = web
         self.app = make_app(core, wake=wake)
-        # ident: no "Server: waitress" header; the request line is never logged by waitress.
-        self.server = create_server(self.app, host=web.host, port=web.port, threads=web.threads,
-                                    ident="", clear_untrusted_proxy_headers=True,
-                                    channel_timeout=60)
+        # ident: no "Server: waitress" header.
+        self.server = create_server(
+            self.app, sockets=[listening_socket(web.host, web.port, shared=shared)],
+            threads=web.threads, ident="", clear_untrusted_proxy_headers=True,
+            channel_timeout=60, backlog=1024)
         self.thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return self.server.effective_port
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._serve, name="portal", daemon=True)
-        self.thread.start()
-        log.info("portal on %s (links point to %s)", self.label, self.web.base_url)
-
     @property
     def label(self) -> str:
         host = self.web.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._serve, name="portal", daemon=True)
+        self.thread.start()
+        log.info("portal on %s (links point to %s)", self.label, self.web.base_url)
 
     def _serve(self) -> None:
         try:
@@ -53,3 +73,20 @@ class PortalServer:
         self.server.close()
         if self.thread is not None:
             self.thread.join(timeout=10)
+
+
+def serve(core: App) -> None:
+    """``mailticket portal serve``: the portal alone, until SIGTERM or SIGINT. The mail it
+    queues is sent by a daemon on the same database (its sender looks every second)."""
+    server = PortalServer(core, wake=lambda: None, shared=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    stop.wait()
+    server.stop()
+    log.info("portal stopped")

@@ -92,3 +92,31 @@ def test_links_point_at_the_wsgi_server_and_what_users_do_there_reaches_the_desk
     sign_in = wait_until(lambda: [m for m in mails(sent) if "sign-in link" in str(m["Subject"])],
                          what="the sign-in mail")
     assert re.search(rf"http://127\.0\.0\.1:{wsgi}/s/\S+", text_of(sign_in[0]))
+
+
+def test_run_with_portal_workers_serves_from_its_processes_and_restarts_a_dead_one(
+        tmp_path, database_url):
+    smtp, web = free_port(), free_port()
+    config = write_config(tmp_path, database_url, intake=f"smtp: {{listen: '127.0.0.1:{smtp}'}}",
+                          extra=f"web: {{listen: '127.0.0.1:{web}', workers: 2}}\n")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    try:
+        assert "2 processes" in daemon.log_text()
+        assert _answers(web)
+        children = _portal_children(daemon.process.pid)
+        assert len(children) == 2
+        subprocess.run(["kill", "-9", str(children[0])], check=True)
+        wait_until(lambda: len(_portal_children(daemon.process.pid)) == 2
+                   and children[0] not in _portal_children(daemon.process.pid),
+                   timeout=20, what="the dead portal process started again")
+        assert "starting it again" in daemon.log_text()
+        assert _answers(web)
+    finally:
+        assert daemon.stop() == 0
+    assert _portal_children(daemon.process.pid) == []
+
+
+def _portal_children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "portal serve"],
+                           capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
