@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.servers.browser",
     "tests.servers.dovecot",
     "tests.servers.smtpsink",
+    "tests.servers.portal",
 ]
 
 POSTGRES_ENV = "MAILTICKET_TEST_POSTGRES"
