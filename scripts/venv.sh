@@ -8,6 +8,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     echo "mailticket needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
+# A venv whose making was cut short (no pip in it yet) is made again, not used half-built.
+if [ -f "$VENV/pyvenv.cfg" ] && ! "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
+    rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
