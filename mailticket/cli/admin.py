@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 def add_commands(commands: Commands) -> None:
     # run and check-config need no database: the package's dispatch runs them before building
     # the parts (and run, the daemon, is started there: only the entry point imports it).
-    commands.add_parser("run", help="run the daemon (intake, outgoing mail) until SIGTERM/SIGINT")
+    commands.add_parser("run", help="run the daemon (intake, outgoing mail, timed jobs, the "
+                                    "portal) until SIGTERM/SIGINT")
     commands.add_parser("check-config", help="validate the config file and templates, start nothing")
     commands.add_parser("init-db", help="create or upgrade the database schema").set_defaults(
         handler=init_db)
