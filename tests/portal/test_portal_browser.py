@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from mailticket.db import reading, transaction
 from mailticket.models import Message, Ticket
+from mailticket.web import guard
 from tests.helpers import make_mail
 from tests.servers.browser import axe_violations, format_violations
 
@@ -42,15 +43,25 @@ class Browsing:
     def __init__(self, new_page: Callable[..., Page]):
         self._new_page = new_page
         self.console: list[str] = []
+        self.policies: list[tuple[str, str | None]] = []  # each HTML page: its CSP header
 
     def page(self, **context_options) -> Page:
         page = self._new_page(**context_options)
         page.on("console", lambda message: self.console.append(
             f"{page.url}: {message.type}: {message.text}"))
+        page.on("response", self._note_policy)
         return page
+
+    def _note_policy(self, response) -> None:
+        if response.headers.get("content-type", "").startswith("text/html"):
+            self.policies.append((response.url,
+                                  response.headers.get("content-security-policy")))
 
     def csp_reports(self) -> list[str]:
         return [line for line in self.console if "Content Security Policy" in line]
+
+    def pages_without_the_policy(self) -> list[str]:
+        return [url for url, policy in self.policies if policy != guard.CSP]
 
 
 @pytest.fixture
@@ -156,6 +167,7 @@ def test_from_the_acknowledgements_link_a_user_adds_a_note_and_reopens_the_close
     assert set(notice.row.recipients) == set(DESK_GROUP)
     assert "It prints blank pages again since Monday." in notice.text
     assert not browsing.csp_reports(), browsing.csp_reports()
+    assert not browsing.pages_without_the_policy()
 
 
 # --- 2. signing in, My tickets, a new request -------------------------------------------
@@ -200,3 +212,258 @@ def test_a_user_signs_in_by_mail_sees_their_tickets_and_sends_a_new_request(port
     page.get_by_role("navigation").get_by_role("link", name="My tickets").click()
     expect(page.locator("table tbody tr")).to_have_count(3)
     assert not browsing.csp_reports(), browsing.csp_reports()
+    assert not browsing.pages_without_the_policy()
+
+
+# --- 3. accessibility, phones, the keyboard ------------------------------------------------
+
+LAPTOP = {"width": 1280, "height": 800}
+LONG_URL = "https://intranet.example.org/wiki/" + "x" * 266  # 300 characters, no break
+LONG_SUBJECT = ("Shared drive \\\\fileserver01.corp.example.org\\departments\\finance\\"
+                "quarterly-reports-2026-final-approved is read-only for the whole team since "
+                "the migration")
+
+
+class Tour:
+    """Every page a user reaches on the way, checked where it stands: axe-core's violations,
+    and a page wider than the window (sideways scrolling)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.problems: dict[str, str] = {}
+
+    def check(self, name: str, page: Page) -> None:
+        self.seen.append(name)
+        found = []
+        violations = axe_violations(page)
+        if violations:
+            found.append(format_violations(violations))
+        wide = overflow(page)
+        if wide:
+            found.append(wide)
+        if found:
+            self.problems[f"{name} ({page.url})"] = "\n".join(found)
+
+    def report(self) -> str:
+        return "\n".join(f"{name}:\n{text}" for name, text in self.problems.items())
+
+
+def overflow(page: Page) -> str | None:
+    """What makes the page scroll sideways, or None when it fits its window."""
+    return page.evaluate("""() => {
+        const width = window.innerWidth, scroll = document.scrollingElement.scrollWidth;
+        if (scroll <= width) return null;
+        const wide = [...document.querySelectorAll("body *")]
+            .filter((e) => e.getBoundingClientRect().right > width
+                           || e.scrollWidth > e.clientWidth + 1)
+            .map((e) => e.tagName.toLowerCase() + (e.className ? "." + e.className : ""));
+        return `${scroll}px wide in a ${width}px window: ${wide.slice(0, 8).join(", ")}`;
+    }""")
+
+
+def build_every_state(portal) -> dict[str, int]:
+    """Ann's tickets, one in each state a user meets, made over the last days (one a day, so
+    that their acknowledgements stay within the caps on automatic mail); the closed one past
+    the reopen window was closed 40 days ago (its link from then has expired)."""
+    now = portal.clock.now
+    portal.clock.now = now - timedelta(days=40)
+    old = arrive(portal, "Scanner on floor 2 is offline", "It shows error E42.\n")
+    desk_does(portal, "close", old, "Restarted the scanner; it is back on the network.")
+    portal.clock.now = now - timedelta(days=4)
+    new = arrive(portal, "Monitor flickers", "The left one flickers when it warms up.\n")
+    portal.clock.now += timedelta(days=1)
+    opened = arrive(portal, LONG_SUBJECT, "Since the migration on Friday I cannot save there.\n",
+                    attachments=[("error-dialog.txt", "text/plain", b"Access denied\n")])
+    desk_does(portal, "reply", opened, "Which folder exactly? Please send its full path.")
+    portal.take_in(make_mail(subject=f"Re: [DESK #{opened}] {LONG_SUBJECT}",
+                             sender=f"Ann User <{ANN}>",
+                             body=f"This one, as the wiki says:\n{LONG_URL}\n"))
+    portal.clock.now += timedelta(days=1)
+    resolved = arrive(portal, "Toner low on floor 3", "It warns about toner.\n")
+    desk_does(portal, "resolve", resolved, "Replaced the toner cartridge.")
+    portal.clock.now += timedelta(days=1)
+    closed = arrive(portal, "Keyboard missing keys", "The E key fell off.\n")
+    desk_does(portal, "close", closed, "Gave you a new keyboard.")
+    portal.clock.now = now
+    return {"old": old, "new": new, "open": opened, "resolved": resolved, "closed": closed}
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_every_page_a_user_can_reach_passes_axe_fits_the_window_and_keeps_the_csp(
+        portal, browsing, viewport):
+    numbers = build_every_state(portal)
+    old_link = [m for m in portal.mails("ack", to=ANN) if m.row.ticket_id == numbers["old"]][0].link
+    new_link = ticket_link(portal, numbers["new"])
+    tour = Tour()
+
+    # Signed out: home, signing in, a new request to confirm, links that do not work.
+    page = browsing.page(viewport=viewport)
+    page.goto(portal.base + "/")
+    tour.check("home", page)
+    page.get_by_role("navigation").get_by_role("link", name="Sign in").click()
+    expect(heading(page)).to_have_text("Sign in")
+    expect(page.get_by_label("Your email address")).to_have_accessible_description(
+        "We mail you a link that signs you in. No password.")
+    tour.check("sign-in", page)
+    page.get_by_label("Your email address").fill(ANN)
+    page.get_by_role("button", name="Mail me a sign-in link").click()
+    expect(heading(page)).to_have_text("Check your mail")
+    tour.check("sign-in sent", page)
+
+    page.get_by_role("navigation").get_by_role("link", name="New request").click()
+    expect(heading(page)).to_have_text("New request")
+    tour.check("new request, signed out", page)
+    page.get_by_label("Your email address").fill(ANN)
+    page.get_by_label("Subject").fill("   ")  # only spaces: the browser lets it through
+    page.get_by_label("What do you need?").fill("A second monitor, please.")
+    page.get_by_role("button", name="Mail me a link to confirm").click()
+    expect(page.get_by_role("alert")).to_have_text("Give your request a subject.")
+    expect(page).to_have_title("Problem: New request - Test Desk")  # heard first
+    tour.check("new request re-shown with a problem", page)
+    page.get_by_label("Subject").fill("A second monitor")
+    page.get_by_role("button", name="Mail me a link to confirm").click()
+    expect(heading(page)).to_have_text("Check your mail")
+    [confirm] = portal.mails("confirm_request", to=ANN)
+    page.goto(confirm.link)
+    expect(heading(page)).to_have_text("Confirm your request")
+    tour.check("confirm a request", page)
+
+    payload, stamp, signature = new_link.rsplit("/", 1)[1].split(".")
+    changed = signature[:5] + ("A" if signature[5] != "A" else "B") + signature[6:]
+    page.goto(f"{portal.base}/t/{payload}.{stamp}.{changed}")
+    expect(page.get_by_text("Error 403")).to_be_visible()
+    tour.check("403 changed link", page)
+    page.goto(old_link)
+    expect(page.get_by_text("Error 410")).to_be_visible()
+    tour.check("410 expired link", page)
+    page.get_by_role("button", name="Send me a new link").click()
+    expect(heading(page)).to_have_text("Check your mail")
+    assert [m.row.ticket_id for m in portal.mails("ticket_link", to=ANN)] == [numbers["old"]]
+    tour.check("new link sent", page)
+    page.goto(portal.base + "/no/such/page")
+    expect(page.get_by_text("Error 404")).to_be_visible()
+    tour.check("404", page)
+
+    page.goto(portal.base + "/sign-in")
+    page.context.clear_cookies()  # the session (and its form token) is gone meanwhile
+    page.get_by_label("Your email address").fill(ANN)
+    page.get_by_role("button", name="Mail me a sign-in link").click()
+    expect(page.get_by_text("Error 400")).to_be_visible()
+    tour.check("400 form without its token", page)
+
+    # Signed in through the mailed link: every ticket of Ann's, in each state.
+    sign_in = portal.mails("sign_in", to=ANN)[-1]
+    page.goto(sign_in.link)
+    tour.check("sign-in link's button", page)
+    page.get_by_role("button", name="Sign in").click()
+    expect(heading(page)).to_have_text("My tickets")
+    tour.check("My tickets", page)
+    for state in ("new", "open", "resolved", "closed", "old"):
+        page.get_by_role("navigation").get_by_role("link", name="My tickets").click()
+        page.get_by_role("link", name=f"#{numbers[state]}", exact=True).click()
+        expect(facts_status(page)).to_have_text("closed" if state == "old" else state)
+        if state == "open":  # the long subject, the URL of 300 characters, the attachment
+            expect(heading(page)).to_contain_text(LONG_SUBJECT)
+            expect(page.locator(".timeline")).to_contain_text(LONG_URL)
+            expect(page.get_by_role("link", name="error-dialog.txt")).to_be_visible()
+        tour.check(f"ticket, {state}", page)
+    expect(page.get_by_role("status")).to_contain_text("can no longer be reopened")
+    expect(page.get_by_role("combobox", name="Ticket Status")).to_have_value("new_linked")
+
+    page.goto(f"{portal.base}/tickets/{numbers['closed']}")
+    page.get_by_role("button", name="Update the ticket").click()  # Reopen, with no note
+    expect(page.get_by_role("alert")).to_contain_text("a note is needed")
+    expect(page).to_have_title(f"Problem: Ticket #{numbers['closed']} - Test Desk")
+    tour.check("reopen re-shown with a problem", page)
+    page.get_by_role("navigation").get_by_role("link", name="New request").click()
+    expect(page.get_by_label("Subject")).to_be_visible()
+    tour.check("new request, signed in", page)
+    page.goto(f"{portal.base}/tickets/{max(numbers.values()) + 1}")
+    expect(page.get_by_text("Error 404")).to_be_visible()
+    tour.check("404 no such ticket", page)
+
+    assert len(tour.seen) == 21
+    assert not tour.problems, tour.report()
+    assert not browsing.csp_reports(), "\n".join(browsing.csp_reports())
+    assert len(browsing.policies) >= len(tour.seen)
+    assert not browsing.pages_without_the_policy()
+
+
+def focused(page: Page) -> dict:
+    """The element that has the focus: what it is, and how its focus shows."""
+    return page.evaluate("""() => {
+        const e = document.activeElement, style = getComputedStyle(e), box = e.getBoundingClientRect();
+        return {tag: e.tagName.toLowerCase(), id: e.id, text: e.textContent.trim(),
+                outline: style.outlineStyle, width: parseFloat(style.outlineWidth),
+                color: style.outlineColor,
+                around: getComputedStyle(document.body).backgroundColor,
+                shown: box.width > 0 && box.height > 0 && box.left >= 0 && box.top >= 0
+                       && box.right <= innerWidth};
+    }""")
+
+
+def contrast(one: str, two: str) -> float:
+    """WCAG's contrast ratio of two CSS colours given as rgb(...)."""
+    def luminance(color: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", color)[:3]]
+        r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(one), luminance(two)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_note_form_works_from_the_keyboard_alone_and_the_focus_is_always_visible(
+        portal, browsing):
+    number = arrive(portal, "Printer on floor 3 is broken", "It prints blank pages.\n")
+    page = browsing.page()
+    page.goto(ticket_link(portal, number))
+    expect(heading(page)).to_contain_text(f"Ticket #{number}")
+
+    page.keyboard.press("Tab")
+    stops = [focused(page)]
+    assert stops[0]["text"] == "Skip to the content" and stops[0]["shown"], stops[0]
+    page.keyboard.press("Enter")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        stops.append(focused(page))
+        if stops[-1]["id"] == "note":
+            break
+    assert stops[-1]["id"] == "note", [stop["tag"] + "#" + stop["id"] for stop in stops]
+    page.keyboard.type("Typed with the keyboard alone.")
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        stops.append(focused(page))
+        if stops[-1]["text"] == "Add note":
+            break
+    assert stops[-1]["text"] == "Add note", stops[-1]
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("status")).to_have_text("Your note was added.")
+    expect(page.locator(".timeline > li").last).to_contain_text("Typed with the keyboard alone.")
+    assert any("Typed with the keyboard alone." in body for body in bodies_of(portal, number))
+    # WCAG 2.2 (2.4.13, 1.4.11): a ring at least 2 px thick, at 3:1 against what is around it.
+    unseen = [stop for stop in stops if stop["outline"] == "none" or stop["width"] < 2
+              or contrast(stop["color"], stop["around"]) < 3]
+    assert not unseen, f"focus not visible enough on {unseen}"
+
+
+# --- 4. the Content-Security-Policy in the real browser -----------------------------------
+
+def test_the_console_check_would_see_a_style_attribute_the_policy_refuses(portal, browsing):
+    """The pages' clean consoles above mean something: a style attribute slipped into a page
+    (as a template might) is refused by the portal's policy, and Chromium says so on the
+    console that Browsing reads."""
+    page = browsing.page()
+
+    def with_a_style_attribute(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace(
+            '<main id="main">', '<main id="main" style="color: rgb(255, 0, 0)">'))
+
+    page.route(portal.base + "/", with_a_style_attribute)
+    response = page.goto(portal.base + "/")
+    assert response.headers["content-security-policy"] == guard.CSP
+    expect(heading(page)).to_have_text("Test Desk")
+    expect(page.locator("main")).not_to_have_css("color", "rgb(255, 0, 0)")
+    [refused] = browsing.csp_reports()
+    assert "inline style violates the following Content Security Policy directive" in refused
