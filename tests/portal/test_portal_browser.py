@@ -170,6 +170,55 @@ def test_from_the_acknowledgements_link_a_user_adds_a_note_and_reopens_the_close
     assert not browsing.pages_without_the_policy()
 
 
+def test_a_resolved_ticket_is_closed_from_its_dropdown_when_the_user_says_it_is_fixed(
+        portal, browsing):
+    number = arrive(portal, "Toner low on floor 3", "It warns about toner.\n")
+    desk_does(portal, "resolve", number, "Replaced the toner cartridge.")
+    page = browsing.page()
+    page.goto(ticket_link(portal, number))
+    expect(facts_status(page)).to_have_text("resolved")
+    expect(page.get_by_role("region", name="Resolution")).to_contain_text(
+        "Replaced the toner cartridge.")
+
+    page.get_by_role("combobox", name="Ticket Status").select_option("It's fixed, close it")
+    page.get_by_role("button", name="Update the ticket").click()
+    expect(page.get_by_role("status")).to_have_text(f"Ticket #{number} is closed. Thank you!")
+    expect(facts_status(page)).to_have_text("closed")
+    assert status_of(portal, number) == "closed"
+    assert [m.row.ticket_id for m in portal.mails("closed", to=ANN)] == [number]
+    assert not browsing.csp_reports(), browsing.csp_reports()
+
+
+def test_past_the_reopen_window_the_dropdown_opens_a_new_request_linked_to_the_old_one(
+        portal, browsing):
+    now = portal.clock.now
+    portal.clock.now = now - timedelta(days=45)
+    old = arrive(portal, "Scanner on floor 2 is offline", "It shows error E42.\n")
+    desk_does(portal, "close", old, "Restarted the scanner.")
+    portal.clock.now = now - timedelta(days=1)
+    desk_does(portal, "reply", old, "For the record: the scanner was replaced.")  # a fresh link
+    portal.clock.now = now
+    page = browsing.page()
+    page.goto(ticket_link(portal, old))
+    expect(page.get_by_role("status")).to_contain_text("can no longer be reopened")
+    status = page.get_by_role("combobox", name="Ticket Status")
+    expect(status).to_have_value("new_linked")
+
+    page.get_by_label("Note (needed to reopen: what is still wrong?)").fill(
+        "The new scanner shows E42 too.")
+    page.get_by_role("button", name="Update the ticket").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        f"Ticket #{old} cannot be reopened any more, so your note was logged as a new ticket")
+    new = int(re.search(r"/tickets/(\d+)$", page.url).group(1))
+    assert new != old
+    expect(heading(page)).to_contain_text(f"Ticket #{new}")
+    expect(page.locator(".timeline")).to_contain_text("The new scanner shows E42 too.")
+    assert status_of(portal, old) == "closed"
+    with reading(portal.app.db):
+        assert Ticket.get_by_id(new).linked_to_id == old
+    assert not browsing.csp_reports(), browsing.csp_reports()
+
+
 # --- 2. signing in, My tickets, a new request -------------------------------------------
 
 def test_a_user_signs_in_by_mail_sees_their_tickets_and_sends_a_new_request(portal, browsing):
