@@ -264,6 +264,40 @@ def test_a_user_signs_in_by_mail_sees_their_tickets_and_sends_a_new_request(port
     assert not browsing.pages_without_the_policy()
 
 
+def test_signed_out_a_new_request_is_logged_once_its_mailed_link_is_confirmed(portal, browsing):
+    page = browsing.page()
+    page.goto(portal.base + "/")
+    page.get_by_role("navigation").get_by_role("link", name="New request").click()
+    page.get_by_label("Your email address").fill(ANN)
+    page.get_by_label("Your name (optional)").fill("Ann Lee")
+    page.get_by_label("Subject").fill("A second monitor")
+    page.get_by_label("What do you need?").fill("For the new desk by the window.\nThanks")
+    page.get_by_label("Attach files (optional)").set_input_files(
+        {"name": "floor-plan.txt", "mimeType": "text/plain", "buffer": b"desk 4\n"})
+    page.get_by_role("button", name="Mail me a link to confirm").click()
+    expect(heading(page)).to_have_text("Check your mail")
+    with reading(portal.app.db):
+        assert Ticket.select().count() == 0  # nothing is logged before the link is followed
+
+    [confirm] = portal.mails("confirm_request", to=ANN)
+    page.goto(confirm.link)
+    expect(heading(page)).to_have_text("Confirm your request")
+    # The request quoted as it was typed: its lines, and no blank lines the page made up.
+    assert page.locator("blockquote").inner_text() == (
+        "A second monitor\n\nFor the new desk by the window.\nThanks")
+    page.get_by_role("button", name="Log my request").click()
+    expect(heading(page)).to_have_text(re.compile(r"Ticket #\d+: A second monitor"))
+    number = int(re.search(r"/tickets/(\d+)$", page.url).group(1))
+    expect(page.get_by_role("status")).to_contain_text(f"It is ticket #{number}")
+    expect(page.get_by_role("link", name="floor-plan.txt")).to_be_visible()
+    [ack] = portal.mails("ack", to=ANN)
+    assert ack.row.ticket_id == number
+
+    page.goto(confirm.link)  # a second time: used up
+    expect(heading(page)).to_have_text("This link was used already")
+    assert not browsing.csp_reports(), browsing.csp_reports()
+
+
 # --- 3. accessibility, phones, the keyboard ------------------------------------------------
 
 LAPTOP = {"width": 1280, "height": 800}
