@@ -25,6 +25,7 @@ pytestmark = pytest.mark.browser
 
 ANN = "ann@example.org"
 DESK_GROUP = ("ada@desk.example.test", "al@desk.example.test")
+LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 
 
@@ -300,7 +301,6 @@ def test_signed_out_a_new_request_is_logged_once_its_mailed_link_is_confirmed(po
 
 # --- 3. accessibility, phones, the keyboard ------------------------------------------------
 
-LAPTOP = {"width": 1280, "height": 800}
 LONG_URL = "https://intranet.example.org/wiki/" + "x" * 266  # 300 characters, no break
 LONG_SUBJECT = ("Shared drive \\\\fileserver01.corp.example.org\\departments\\finance\\"
                 "quarterly-reports-2026-final-approved is read-only for the whole team since "
