@@ -28,7 +28,7 @@ from mailticket.portal.links import CONFIRM, SIGN_IN, LinkRefused
 from mailticket.vocabulary import IntakeOutcome, TicketStatus
 from mailticket.web import guard
 from mailticket.web.context import error_page, portal, stop
-from mailticket.web.pages import pending, show_ticket, viewer, visible
+from mailticket.web.pages import NEW_REQUEST_FIELDS, pending, show_ticket, viewer, visible
 from mailticket.web.submit import Upload, hand_in, note_subject, portal_mail
 
 blueprint = Blueprint("actions", __name__)
@@ -170,7 +170,7 @@ def change_status(number: int) -> Any:
 @blueprint.post("/new")
 def new_request() -> Any:
     who = viewer()
-    form = {key: request.form.get(key, "").strip() for key in ("address", "name", "subject")}
+    form = {key: request.form.get(key, "").strip() for key in NEW_REQUEST_FIELDS}
     form["text"] = _text("text")
     subject = " ".join(form["subject"].split())[:_SUBJECT_LIMIT]
     problem = None

@@ -187,7 +187,12 @@ def download(number: int, file_id: int) -> Response:
     return response
 
 
+# The new-request form's fields: the page starts with them empty, a problem re-shows them.
+NEW_REQUEST_FIELDS = ("address", "name", "subject", "text")
+
+
 @blueprint.get("/new")
 def new_request_form() -> Any:
-    return render_template("new.html.j2", viewer=viewer(), problem=None, form={},
+    return render_template("new.html.j2", viewer=viewer(), problem=None,
+                           form=dict.fromkeys(NEW_REQUEST_FIELDS, ""),
                            nonce=portal().links.new_nonce(), limits=portal().settings.limits)
