@@ -97,6 +97,10 @@ def pending(kind: str, token: str) -> PortalRequest:
         else None
     if row is None or row.kind != ("sign_in" if kind == SIGN_IN else "new_request"):
         stop(error_page(403, sign_in=True))
+    try:
+        links.check_nonce_link(payload, row.address)
+    except LinkRefused as refused:
+        stop(refused_page(refused, None))
     if row.used_at is not None:
         stop(error_page(410, title="This link was used already",
                          text="Each sign-in or confirmation link works once.", sign_in=True))
@@ -189,5 +193,7 @@ def download(number: int, file_id: int) -> Response:
 
 @blueprint.get("/new")
 def new_request_form() -> Any:
-    return render_template("new.html.j2", viewer=viewer(), problem=None, form={},
+    # Every field the template reads, empty (its undefined values are errors, not blanks).
+    form = dict.fromkeys(("address", "name", "subject", "text"), "")
+    return render_template("new.html.j2", viewer=viewer(), problem=None, form=form,
                            nonce=portal().links.new_nonce(), limits=portal().settings.limits)
