@@ -15,7 +15,7 @@ import pytest
 from mailticket import cli
 from mailticket.models import Attachment, Outbox, PortalRequest
 from mailticket.vocabulary import OutboxStatus
-from tests.portal.steps import ANN, BOB, held, open_ticket, sign_in, token_of
+from tests.portal.steps import BOB, held, open_ticket, sign_in, token_of
 
 NOWHERE = 987654
 
