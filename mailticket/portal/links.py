@@ -2,8 +2,8 @@
 
 A link's token is signed (itsdangerous, HMAC-SHA1 over the payload and the time it was made)
 with the desk's portal key, which the database keeps (schema v5). It is bound to one address
-and to one ticket (or to none: a sign-in link, whose nonce names a row that works once and
-the address), and carries the address's *generation*: revoking an address moves its
+and to one ticket (or to none: a sign-in link, whose nonce names a row that works once, for
+one address), and carries the address's *generation*: revoking an address moves its
 generation on, so every link and session made before is refused. Changing any character of a
 token breaks its signature; a link for ticket 41 names 41 inside what is signed, so no URL
 edit reaches 42.
