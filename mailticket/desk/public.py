@@ -73,9 +73,11 @@ def tickets_of(address: str, only: frozenset[int] | None = None) -> list[Ticket]
     """The tickets ``address`` is on, newest first (``only``: of these numbers)."""
     address = address.lower()
     # Cc's are a JSON list: LIKE finds candidates, the exact check keeps only real members.
+    # The pattern is compared with the column's text through LOWER(): on the bare field,
+    # peewee would JSON-encode the pattern itself (and then no Cc'd ticket ever matched).
     query = Ticket.select().where(
         (peewee.fn.LOWER(Ticket.requester) == address)
-        | Ticket.cc.contains(f'"{_like_safe(address)}"'))
+        | peewee.fn.LOWER(Ticket.cc).contains(f'"{_like_safe(address)}"'))
     if only is not None:
         query = query.where(Ticket.number.in_(sorted(only)))
     found = query.order_by(Ticket.number.desc()).limit(_LIST_LIMIT)

@@ -2,10 +2,11 @@
 
 A link's token is signed (itsdangerous, HMAC-SHA1 over the payload and the time it was made)
 with the desk's portal key, which the database keeps (schema v5). It is bound to one address
-and to one ticket (or to none: a sign-in link, whose nonce names a row that works once), and
-carries the address's *generation*: revoking an address moves its generation on, so every
-link and session made before is refused. Changing any character of a token breaks its
-signature; a link for ticket 41 names 41 inside what is signed, so no URL edit reaches 42.
+and to one ticket (or to none: a sign-in link, whose nonce names a row that works once, for
+one address), and carries the address's *generation*: revoking an address moves its
+generation on, so every link and session made before is refused. Changing any character of a
+token breaks its signature; a link for ticket 41 names 41 inside what is signed, so no URL
+edit reaches 42.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ class Links:
         address = address.lower()
         return self.url(TICKET, {"a": address, "t": number, "g": self.generation(address)})
 
-    def nonce_link(self, kind: str, nonce: str) -> str:
-        return self.url(kind, {"n": nonce})
+    def nonce_link(self, kind: str, nonce: str, address: str) -> str:
+        """A sign-in or request link naming its waiting row (``nonce``), for ``address``: it
+        carries the address's generation, so that a revocation refuses it too."""
+        return self.url(kind, {"n": nonce, "g": self.generation(address)})
 
     def url(self, kind: str, payload: dict[str, Any]) -> str:
         path = {TICKET: "t", SIGN_IN: "s", CONFIRM: "c"}[kind]
@@ -132,6 +135,13 @@ class Links:
         if generation != self.generation(address):
             raise LinkRefused("revoked", address, number)
         return Grant(address, number, generation)
+
+    def check_nonce_link(self, payload: dict[str, Any], address: str) -> None:
+        """LinkRefused ("revoked") when ``address``, the one the waiting row of a sign-in or
+        request link is for, was revoked since the link was made."""
+        # No "g": a link made before links carried it, good until the address's first revocation.
+        if payload.get("g", 0) != self.generation(address):
+            raise LinkRefused("revoked", address)
 
     # --- revocation --------------------------------------------------------------------------
 

@@ -285,7 +285,7 @@ def mail_link(kind: str, address: str, *, payload: dict | None = None, subject: 
         PortalRequest.create(kind="sign_in" if kind == "sign_in" else "new_request",
                              nonce=nonce, address=address, client=_client(), payload=payload,
                              created_at=portal().core.desk.clock())
-        link = links.nonce_link(SIGN_IN if kind == "sign_in" else CONFIRM, nonce)
+        link = links.nonce_link(SIGN_IN if kind == "sign_in" else CONFIRM, nonce, address)
         portal().core.mailer.queue(
             kind, None, to=[Recipient("", address)], auto_reply=True,
             context={"link": link, "minutes": portal().web.sign_in_minutes, "ticket": None,

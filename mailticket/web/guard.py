@@ -41,8 +41,10 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    """Before any POST: the form's token must be this session's, or nothing happens (400)."""
-    if request.method != "POST":
+    """Before any POST: the form's token must be this session's, or nothing happens (400).
+    A POST no view takes (an unknown path, a page that is only read) runs nothing: its 404 or
+    405 is the answer."""
+    if request.method != "POST" or request.routing_exception is not None:
         return
     sent = request.form.get("csrf", "")
     token = session.get("csrf")

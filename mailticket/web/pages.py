@@ -97,6 +97,10 @@ def pending(kind: str, token: str) -> PortalRequest:
         else None
     if row is None or row.kind != ("sign_in" if kind == SIGN_IN else "new_request"):
         stop(error_page(403, sign_in=True))
+    try:
+        links.check_nonce_link(payload, row.address)
+    except LinkRefused as refused:
+        stop(refused_page(refused, None))
     if row.used_at is not None:
         stop(error_page(410, title="This link was used already",
                          text="Each sign-in or confirmation link works once.", sign_in=True))

@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from mailticket.web.app import make_app
@@ -42,9 +43,13 @@ class PortalServer:
         assert web is not None
         self.web = web
         self.app = make_app(core, wake=wake)
+        # What waitress's loop watches: the listening socket, its wake-up pipe, and every
+        # open connection (kept here, so that stop() can close them all).
+        self.connections: dict[int, wasyncore.dispatcher] = {}
         # ident: no "Server: waitress" header.
         self.server = create_server(
-            self.app, sockets=[listening_socket(web.host, web.port, shared=shared)],
+            self.app, map=self.connections,
+            sockets=[listening_socket(web.host, web.port, shared=shared)],
             threads=web.threads, ident="", clear_untrusted_proxy_headers=True,
             channel_timeout=60, backlog=1024)
         self.thread: threading.Thread | None = None
@@ -70,9 +75,16 @@ class PortalServer:
             pass  # closed by stop()
 
     def stop(self) -> None:
-        self.server.close()
-        if self.thread is not None:
+        """Requests under way are finished (for a few seconds at most), then every connection
+        is closed: one a browser keeps open between pages would otherwise still be answered,
+        and waited for, until waitress's channel_timeout."""
+        self.server.task_dispatcher.shutdown()
+        if self.thread is not None and self.thread.is_alive():
+            # Closed in the loop's own thread, which then ends (nothing left to watch).
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.connections))
             self.thread.join(timeout=10)
+        else:
+            wasyncore.close_all(self.connections)
 
 
 def serve(core: App) -> None:

@@ -56,7 +56,7 @@ def test_no_changed_character_makes_the_link_mean_anything_else(app):
 
 def test_a_link_of_one_kind_is_no_link_of_another(app):
     ticket = token_of(app.links.ticket_link("ann@example.org", 41))
-    sign_in = token_of(app.links.nonce_link(SIGN_IN, "n1"))
+    sign_in = token_of(app.links.nonce_link(SIGN_IN, "n1", "ann@example.org"))
     for kind, token in ((SIGN_IN, ticket), (CONFIRM, sign_in), (TICKET, sign_in)):
         with pytest.raises(LinkRefused, match="invalid"):
             app.links.read(kind, token)
@@ -84,9 +84,9 @@ def test_ticket_links_expire_after_their_lifetime_and_say_what_they_were_for(app
 
 def test_sign_in_links_live_for_minutes(app):
     clock = app.mailer.clock
-    token = token_of(app.links.nonce_link(SIGN_IN, "nonce-1"))
+    token = token_of(app.links.nonce_link(SIGN_IN, "nonce-1", "ann@example.org"))
     clock.now += timedelta(minutes=14)
-    assert app.links.read(SIGN_IN, token) == {"n": "nonce-1"}
+    assert app.links.read(SIGN_IN, token) == {"n": "nonce-1", "g": 0}
     clock.now += timedelta(minutes=2)
     with pytest.raises(LinkRefused, match="expired"):
         app.links.read(SIGN_IN, token)
@@ -95,8 +95,13 @@ def test_sign_in_links_live_for_minutes(app):
 def test_revoking_an_address_refuses_its_links_made_before_and_no_one_elses(app):
     ann = token_of(app.links.ticket_link("ann@example.org", 41))
     bob = token_of(app.links.ticket_link("bob@example.org", 41))
+    ann_sign_in = app.links.read(SIGN_IN, token_of(app.links.nonce_link(
+        SIGN_IN, "n1", "ann@example.org")))
+    app.links.check_nonce_link(ann_sign_in, "ann@example.org")
     with transaction(app.db):
         assert app.links.revoke("ANN@example.org") == 1
+    with pytest.raises(LinkRefused, match="revoked"):
+        app.links.check_nonce_link(ann_sign_in, "ann@example.org")
     with pytest.raises(LinkRefused) as refused:
         app.links.ticket_grant(ann)
     assert (refused.value.why, refused.value.ticket) == ("revoked", 41)

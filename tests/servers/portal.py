@@ -106,7 +106,9 @@ class Client:
              data: dict[str, Any] | None = None, *, files: Any = None,
              follow: bool = True) -> requests.Response:
         """Post ``data`` to ``action`` with the CSRF token (and nonce, if any) of ``page``."""
-        source = self.get(page) if isinstance(page, str) else (page or self.last)
+        # Not ``page or self.last``: a response with an error status is falsy.
+        source = self.get(page) if isinstance(page, str) else (
+            page if page is not None else self.last)
         assert source is not None
         fields = {"csrf": self.csrf(source)}
         nonce = re.search(r'name="nonce" value="([^"]+)"', source.text)
