@@ -205,14 +205,17 @@ def new_request() -> Any:
 def confirm_request(token: str) -> Any:
     """The mailed link of a request typed in while signed out: only now is it logged."""
     row = pending(CONFIRM, token)
-    if not use_once(row):
-        return error_page(410, title="This link was used already", sign_in=True)
     draft: dict[str, Any] = row.payload or {}
     store = portal().core.store
     files = [Upload(f["filename"], f["content_type"], store.get(f["sha256"]))
              for f in draft.get("files", ())]
+    # Logged first, the link used up after: a request that could not be filed (the database
+    # away, a stored file unreadable) is not lost with its link. Intake's key on the nonce
+    # makes a second press of the button meanwhile the same ticket, not another.
     result = submit(row.address, draft.get("subject", ""), draft.get("text", ""), files,
                     name=draft.get("name", ""), key=f"confirm/{row.nonce}")
+    if result.ticket is not None:
+        use_once(row)
     guard.start_session(portal().links, row.address, ticket=result.ticket or 0)
     return after_submit(result, None, "Your request was logged.")
 

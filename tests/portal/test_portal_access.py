@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from mailticket import cli
-from mailticket.models import Attachment, Outbox, PortalRequest
+from mailticket.models import Attachment, Outbox, PortalRequest, Ticket
 from mailticket.vocabulary import OutboxStatus
 from tests.portal.steps import BOB, held, open_ticket, sign_in, token_of
 
@@ -333,3 +333,28 @@ def _signed_in(portal, address: str):
     sign_in(portal, browser, address)
     return browser
 
+
+
+def test_a_confirmation_that_could_not_be_filed_keeps_its_link_for_another_try(portal):
+    """The stored upload of a request is unreadable when its link is pressed (a disk fault):
+    the page says so, and once the file is back the same link logs the request, once."""
+    asker = portal.client()
+    asker.form("/new", "/new", {"address": "ann@example.org", "subject": "New laptop",
+                                "text": "Mine is five years old."},
+               files={"files": ("specs.txt", b"16 GB, please", "text/plain")})
+    link = portal.mails("confirm_request", to="ann@example.org")[-1].link
+    [stored] = [p for p in (portal.app.settings.storage).rglob("*") if p.is_file()
+                and p.read_bytes() == b"16 GB, please"]
+    stored.rename(stored.with_suffix(".away"))
+    browser = portal.client()
+    failed = browser.form(browser.get(link), link)
+    assert failed.status_code == 500 and Ticket.select().count() == 0
+
+    stored.with_suffix(".away").rename(stored)
+    logged = browser.form(browser.get(link), link)
+    assert logged.status_code == 200 and "New laptop" in logged.text
+    [ticket] = Ticket.select()
+    assert ticket.requester == "ann@example.org"
+    again = portal.client()
+    assert again.get(link).status_code == 410
+    assert Ticket.select().count() == 1
