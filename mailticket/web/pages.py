@@ -189,5 +189,7 @@ def download(number: int, file_id: int) -> Response:
 
 @blueprint.get("/new")
 def new_request_form() -> Any:
-    return render_template("new.html.j2", viewer=viewer(), problem=None, form={},
+    # Every field the page shows, empty (its template is strict: a missing one is an error).
+    blank = dict.fromkeys(("address", "name", "subject", "text"), "")
+    return render_template("new.html.j2", viewer=viewer(), problem=None, form=blank,
                            nonce=portal().links.new_nonce(), limits=portal().settings.limits)
