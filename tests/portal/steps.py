@@ -10,7 +10,7 @@ from typing import Any
 
 from mailticket.db import transaction
 from mailticket.intake.items import Result
-from mailticket.models import Event, Message, Ticket
+from mailticket.models import Message, Ticket
 from tests.helpers import make_mail
 from tests.servers.portal import Client, PortalUnderTest, QueuedMail
 
@@ -34,9 +34,6 @@ new_tickets_to: desk
 escalation: {desk: [network], network: [lead]}
 """
 DESK_OPTIONS = f"comment_address: {COMMENT}\nalerts_to: [{ALERTS}]\n"
-
-_TAG = re.compile(r"\[DESK #(\d+)\]")
-
 
 def tag(number: int) -> str:
     return f"[DESK #{number}]"
@@ -99,16 +96,5 @@ def listed(page_text: str) -> list[int]:
     return [int(n) for n in re.findall(r'href="/tickets/(\d+)">#', page_text)]
 
 
-def history(number: int) -> list[tuple[str, str, str]]:
-    return [(e.kind, e.actor, e.detail) for e in
-            Event.select().where(Event.ticket == number).order_by(Event.id)]
-
-
 def messages(number: int) -> list[Message]:
     return list(Message.select().where(Message.ticket == number).order_by(Message.id))
-
-
-def number_in(subject: str) -> int:
-    found = _TAG.search(subject)
-    assert found, subject
-    return int(found.group(1))

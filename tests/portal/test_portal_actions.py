@@ -25,7 +25,6 @@ from tests.portal.steps import (
     NORA,
     act,
     latest,
-    mail_in,
     messages,
     new_ticket,
     open_link,

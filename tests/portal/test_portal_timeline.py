@@ -30,12 +30,10 @@ from tests.portal.steps import (
     act,
     latest,
     listed,
-    mail_in,
     new_ticket,
     open_link,
     reply_to,
     sign_in,
-    tag,
 )
 
 MALLORY = "mallory@elsewhere.example"  # not on the ticket, writes with its tag
