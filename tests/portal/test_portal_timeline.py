@@ -138,17 +138,25 @@ def test_a_user_sees_the_public_timeline_and_nothing_else(portal, who):
     assert re.search(rf"<strong>{other}</strong>", text)
 
 
-def test_an_agents_mail_that_only_runs_commands_shows_nothing(portal):
-    """#assign with a file and no words for the user: nothing was sent to the user, so the
-    page shows no entry of it and its file is no download."""
+@pytest.mark.parametrize("body, resolution", [
+    ("#assign nora\n", None),
+    ("#resolve\n\nPUBLIC-RESOLVED Replaced the fuser.\n", "PUBLIC-RESOLVED Replaced the fuser."),
+], ids=["commands-only", "resolution"])
+def test_an_agents_mail_that_relays_nothing_shows_no_entry_and_no_file(portal, body, resolution):
+    """Commands alone, or "#resolve" whose text is the resolution (the user gets it in the
+    resolved mail): no user was sent this mail or its file, so the page shows neither; the
+    resolution is on the page as the resolution."""
     number = new_ticket(portal)
-    reply_to(portal, number, f"Ada Lovelace <{ADA}>", "#assign nora\n",
+    reply_to(portal, number, f"Ada Lovelace <{ADA}>", body,
              attachments=[("diagnostics.txt", "text/plain", b"SECRET diagnostics")])
-    assert portal.mails("reply") == []  # the user got nothing
+    assert portal.mails("reply") == []  # the user was sent no mail with the file
     client = open_link(portal, latest(portal, "ack", ANN).link)
     text = client.get(f"/tickets/{number}").text
-    assert "diagnostics.txt" not in text
-    assert text.count('class="entry entry-out"') == 0
+    assert "diagnostics.txt" not in text and "SECRET" not in text
+    assert 'class="entry entry-out"' not in text
+    if resolution:
+        assert latest(portal, "resolved", ANN).text.count(resolution) == 1
+        assert text.count(resolution) == 1  # the resolution, once
     [file_id] = [a.id for a in Attachment.select()]
     assert client.get(f"/tickets/{number}/files/{file_id}").status_code == 404
 
