@@ -15,7 +15,9 @@ DESK = "desk@example.test"
 
 
 def write_config(tmp_path: Path, database_url: str, extra: str = "", intake: str | None = None,
-                 outgoing: str | None = None) -> Path:
+                 outgoing: str | None = None, desk: str = "") -> Path:
+    """A config file in ``tmp_path``; ``desk``: more keys of the desk section (YAML lines),
+    ``extra``: more top-level YAML."""
     intake = intake or "smtp: {listen: '127.0.0.1:18025'}"
     outgoing = outgoing or f"maildir: {tmp_path / 'sent'}"
     text = (f"database: {database_url}\n"
@@ -25,6 +27,7 @@ def write_config(tmp_path: Path, database_url: str, extra: str = "", intake: str
             "  aliases: [desk2@example.test]\n"
             "  ticket_prefix: DESK\n"
             "  reopen_window_days: 30\n"
+            + "".join(f"  {line}\n" for line in textwrap.dedent(desk).splitlines()) +
             "intake:\n"
             f"  {intake}\n"
             "outgoing:\n"

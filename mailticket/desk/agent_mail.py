@@ -29,12 +29,16 @@ class AgentMail(AgentWork):
         # the user then gets in the resolved/closed mail: it is not relayed a second time.
         consumed = bool(text.strip()) and any(
             c.name in ("resolve", "close") and not c.argument for c in commands)
-        message = self._record(arrival, ticket, direction=Direction.NOTE if note
-                               else Direction.OUT, author=actor, body=text)
+        relayed = bool(text.strip()) and not note and not consumed
+        # Only what was sent to the users is the desk's mail to them (users see it on the
+        # portal, with its files); commands alone, or a resolution they get in the
+        # resolved/closed mail, stay the desk's own, as a note.
+        message = self._record(arrival, ticket, direction=Direction.OUT if relayed
+                               else Direction.NOTE, author=actor, body=text)
         if note:
             self._event(ticket, actor, "comment", excerpt(text) or "(no text)")
             self._touch(ticket)
-        elif text.strip() and not consumed:
+        elif relayed:
             self._send_reply(ticket, actor, text, attachments=[
                 (a.filename, a.content_type, a.data) for a in arrival.mail.attachments])
         results = [self.run_command(Run(self, ticket.number, actor, command, text))
@@ -45,7 +49,7 @@ class AgentMail(AgentWork):
                 "agent_report", now, to=[Recipient(agent.name, agent.address)],
                 context={"ticket": ticket_context(now),
                          "results": results,
-                         "relayed": bool(text.strip()) and not note and not consumed,
+                         "relayed": relayed,
                          "note": note},
                 in_reply_to=real_id(arrival.mail.message_id))
         return message

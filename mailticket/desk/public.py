@@ -8,6 +8,7 @@ None for a ticket the address is not on, exactly as for one that does not exist.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -72,12 +73,8 @@ def visible_ticket(number: int, address: str) -> Ticket | None:
 def tickets_of(address: str, only: frozenset[int] | None = None) -> list[Ticket]:
     """The tickets ``address`` is on, newest first (``only``: of these numbers)."""
     address = address.lower()
-    # Cc's are a JSON list: LIKE finds candidates, the exact check keeps only real members.
-    # The pattern is compared with the column's text through LOWER(): on the bare field,
-    # peewee would JSON-encode the pattern itself (and then no Cc'd ticket ever matched).
     query = Ticket.select().where(
-        (peewee.fn.LOWER(Ticket.requester) == address)
-        | peewee.fn.LOWER(Ticket.cc).contains(f'"{_like_safe(address)}"'))
+        (peewee.fn.LOWER(Ticket.requester) == address) | _cc_holds(address))
     if only is not None:
         query = query.where(Ticket.number.in_(sorted(only)))
     found = query.order_by(Ticket.number.desc()).limit(_LIST_LIMIT)
@@ -154,6 +151,13 @@ def _new_status(detail: str) -> str | None:
     return new if arrow and new in set(TicketStatus) else None
 
 
-def _like_safe(text: str) -> str:
-    """Wildcards only widen the candidates ("_" matches itself too); the exact check follows."""
-    return text.replace("%", "").replace('"', "")
+def _cc_holds(address: str) -> peewee.Expression:
+    """Tickets whose Cc's (a JSON list, stored as text) name ``address``: a LIKE for the string
+    as the list stores it, with its own wildcards escaped. (``Field.contains`` would put an
+    address with no "_" or "%" through the JSON field's converter, which quotes the pattern
+    itself: no Cc was ever found.) Callers still check membership exactly."""
+    needle = json.dumps(address, ensure_ascii=False)  # as models.JSONField writes each item
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return peewee.Expression(Ticket.cc, peewee.OP.ILIKE, peewee.NodeList((
+        peewee.Value(pattern, converter=False), peewee.SQL("ESCAPE"),
+        peewee.Value("\\", converter=False))))

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 decisions = logging.getLogger("mailticket.decisions")
 
 # The two lookups made for every message, prepared once (see db.Prepared).
-_SEEN_KEY = Prepared(lambda source, key: IntakeKey.select(IntakeKey.outcome).where(
+_SEEN_KEY = Prepared(lambda source, key: IntakeKey.select(IntakeKey.outcome, Message.ticket)
+    .join(Message, peewee.JOIN.LEFT_OUTER, on=(IntakeKey.message == Message.id)).where(
     (IntakeKey.source == source) & (IntakeKey.key == key)), 2)
 _EARLIER_MESSAGE = Prepared(lambda message_id: Message.select(
     Message.id, Message.ticket, Message.sender, Message.subject).where(
@@ -159,8 +160,10 @@ class Pipeline:
             outcome = Outcome(seen[0])
             if outcome is Outcome.RECORDED:
                 outcome = Outcome.DUPLICATE
+            # With the ticket it went to, as for a Message-ID seen before: the portal takes
+            # the user to it when a form is sent twice.
             return self._settle(item, Taken(outcome, "already taken in from this source",
-                                            action="seen"), record=False)
+                                            action="seen", ticket=seen[1]), record=False)
         failure: Exception | None = None
         for _attempt in (1, 2):
             try:

@@ -100,9 +100,9 @@ def test_same_message_id_twice_makes_one_ticket(app):
 
 def test_same_source_key_again_is_not_reapplied(app):
     raw = make_mail()
-    feed(app, raw)
+    [first] = feed(app, raw)
     [again] = feed(app, raw)
-    assert again.outcome is Outcome.DUPLICATE
+    assert (again.outcome, again.ticket) == (Outcome.DUPLICATE, first.ticket)
     assert Ticket.select().count() == 1
 
 

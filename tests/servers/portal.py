@@ -8,7 +8,9 @@ Fixtures:
   the outbox with ``mails(kind, to=...)``, each a parsed ``email`` message with ``text`` and the
   ``link`` it carries; ``client()`` is a new browser without JavaScript (its own cookies).
 - ``portal_web_options`` (function, override in a module): more keys of the ``web`` section
-  (``"requests_per_client_per_hour: 2"``); ``portal_settings_extra``: more YAML for the config.
+  (``"requests_per_client_per_hour: 2"``); ``portal_desk_options``: more keys of the ``desk``
+  section, as YAML lines (``"comment_address: ..."``); ``portal_settings_extra``: more
+  top-level YAML for the config (groups, limits...).
 
 The browser tests (Chromium) point at ``portal.base``; HTTP-level tests use ``client()``, whose
 ``form(page_path_or_response, action, data, files)`` posts a form with the CSRF token of the page
@@ -166,10 +168,17 @@ def portal_web_options() -> str:
 
 
 @pytest.fixture
-def portal(tmp_path, database_url, portal_web_options, portal_settings_extra) -> Iterator[PortalUnderTest]:
+def portal_desk_options() -> str:
+    """More keys of the ``desk`` section, as YAML lines (a module may override this)."""
+    return ""
+
+
+@pytest.fixture
+def portal(tmp_path, database_url, portal_web_options, portal_desk_options,
+           portal_settings_extra) -> Iterator[PortalUnderTest]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = settings_for(tmp_path, database_url, extra=(
+    settings = settings_for(tmp_path, database_url, desk=portal_desk_options, extra=(
         f"web: {{listen: '127.0.0.1:{port}', base_url: '{base}'"
         + (f", {portal_web_options}" if portal_web_options else "") + "}\n"
         + portal_settings_extra))
