@@ -9,7 +9,7 @@ from mailticket.db import transaction
 from mailticket.desk import queries
 from mailticket.desk.commands import command_help
 from mailticket.models import Event, Message, Ticket, utcnow
-from mailticket.vocabulary import Channel, Direction, OutboxStatus, TicketStatus
+from mailticket.vocabulary import PORTAL_SOURCE, Channel, Direction, OutboxStatus, TicketStatus
 
 from .arguments import (
     Commands,
@@ -188,7 +188,7 @@ def _detail(ticket: Ticket, history: queries.History) -> dict[str, Any]:
         "direction": m.direction, "message_id": m.message_id, "from": m.sender,
         "from_name": m.sender_name, "subject": m.subject, "date": iso(m.date),
         "received_at": iso(m.created_at), "verdict": m.verdict, "body": m.body,
-        "author": m.author, "decision": m.decision,
+        "author": m.author, "decision": m.decision, "source": m.source,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size, "sha256": a.sha256} for a in history.attachments_of(m)],
     } for m in history.messages]
@@ -227,7 +227,8 @@ _LABELS = {Direction.IN: "mail in", Direction.OUT: "mail out", Direction.NOTE: "
 def _print_message(message: Message, history: queries.History) -> None:
     who = message.author or message.sender
     label = _LABELS.get(message.direction, message.direction)
-    print(f"  {when(message.created_at)}  --- {label} from {safe(who)} ({message.verdict})")
+    via = " via the portal" if message.source == PORTAL_SOURCE else ""
+    print(f"  {when(message.created_at)}  --- {label}{via} from {safe(who)} ({message.verdict})")
     print(f"      Subject: {safe(message.subject)}")
     for a in history.attachments_of(message):
         print(f"      Attachment: {safe(a.filename)} ({safe(a.content_type)}, {a.size} bytes)")

@@ -121,7 +121,13 @@ def add_note(number: int) -> Any:
         return show_ticket(number, status=400, problem="The note is empty: write something.")
     files = uploads()
     result = submit(who.address, note_subject(_prefix(), number, ticket.subject), text, files)
-    return after_submit(result, number, "Your note was added.")
+    done = "Your note was added."
+    if ticket.status == TicketStatus.RESOLVED:  # a reply to a resolved ticket reopens it
+        with reading(portal().links.db):
+            now = public.visible_ticket(number, who.address)
+        if now is not None and now.status != ticket.status:
+            done = "Your note was added, and the ticket is open again: the desk will look at it."
+    return after_submit(result, number, done)
 
 
 @blueprint.post("/tickets/<int:number>/status")

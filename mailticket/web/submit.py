@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -34,7 +35,7 @@ def portal_mail(*, sender: str, name: str, desk_address: str, subject: str, text
     message["From"] = formataddr((name, sender)) if name else sender
     message["To"] = desk_address
     message["Subject"] = subject
-    message["Date"] = format_datetime(utcnow().replace(tzinfo=__import__("datetime").UTC))
+    message["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
     domain = desk_address.rpartition("@")[2]
     message["Message-ID"] = f"<portal.{secrets.token_hex(12)}@{domain}>"
     message["X-Mailticket-Source"] = PORTAL_SOURCE

@@ -10,11 +10,15 @@ happened; nothing is patched."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import re
 from datetime import timedelta
 
 import pytest
 
+from mailticket import cli
 from mailticket.models import Attachment, Event, Message, Outbox, Ticket
 from tests.portal.desk_steps import (
     ADA,
@@ -155,9 +159,29 @@ def test_a_note_is_taken_in_exactly_as_a_mailed_follow_up(portal, state, agent):
     told = [(kind, to) for _, kind, to in noted["mails"]]
     assert told == ([] if state == "open" else
                     [("user_reopened", (NORA,) if agent else (ADA,))])
+    assert ("open again" in flashed(page)) == (state == "resolved")
     [note] = messages(by_portal)[-1:]
     [mail] = messages(by_mail)[-1:]
     assert (note.source, mail.source) == ("portal", "smtp")
+    shown = agent_sees(portal, by_portal)  # and the agent sees where it came from
+    assert "mail in via the portal from ann@example.org" in shown
+    assert "via the portal" not in agent_sees(portal, by_mail)
+
+
+def agent_sees(portal, number: int) -> str:
+    """``mailticket ticket show NUMBER`` as an agent runs it on the portal's config."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = cli.main(["--config", str(portal.app.settings.path), "ticket", "show",
+                             str(number)])
+    finally:  # the command sets up its own logging; the tests' capture is given back
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert code == 0
+    return out.getvalue()
 
 
 def test_the_same_note_sent_twice_counts_once(portal):
