@@ -10,6 +10,7 @@ documented in config/mailticket.example.yaml.
 from mailticket.config.calendar import BusinessCalendar, BusinessDuration, CalendarError
 from mailticket.config.directory import Directory, DirectoryError
 from mailticket.config.loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, load
+from mailticket.config.outages import Application, Outages, Spike
 from mailticket.config.process import Agent, Group, Process
 from mailticket.config.settings import (
                                         DeskSettings,
@@ -27,7 +28,7 @@ from mailticket.config.settings import (
 from mailticket.config.sla import Reports, ReportSchedule, Sla
 from mailticket.errors import ConfigError
 
-__all__ = ["Agent", "BusinessCalendar", "BusinessDuration", "CONFIG_ENV_VAR", "CalendarError",
+__all__ = ["Agent", "Application", "Outages", "Spike", "BusinessCalendar", "BusinessDuration", "CONFIG_ENV_VAR", "CalendarError",
            "ConfigError", "DEFAULT_CONFIG_PATH", "Web", "DeskSettings", "Directory", "DirectoryError",
            "Group", "ImapMailbox", "Intake", "Limits", "LoggingSettings", "Outgoing",
            "OutgoingSmtp", "Process", "ReportSchedule", "Reports", "Secret", "Settings", "Sla",
