@@ -37,6 +37,14 @@ class UnknownTicket(MailticketError):
         super().__init__(f"no ticket #{number}")
 
 
+class UnknownOutage(MailticketError):
+    """An outage number that does not exist."""
+
+    def __init__(self, number: int):
+        self.number = number
+        super().__init__(f"no outage #{number}")
+
+
 class InvalidRequest(MailticketError):
     """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
 

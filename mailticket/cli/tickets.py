@@ -96,9 +96,10 @@ def _add_new(actions: Commands) -> None:
 
 def _add_assignments(actions: Commands) -> None:
     incident = actions.add_parser(
-        "incident", help="mark a ticket as an incident affecting users (status reports list them)")
+        "incident", help="open an outage from a ticket (as mailticket outage open --from-ticket)")
     incident.add_argument("number", type=ticket_number)
-    incident.add_argument("--off", action="store_true", help="no longer an incident")
+    incident.add_argument("--off", action="store_true",
+                          help="gone: says which outage command to use instead")
     add_actor(incident)
     incident.set_defaults(handler=mark_incident)
     assign = actions.add_parser("assign", help="give a ticket to an agent; the agent is told")
@@ -272,10 +273,14 @@ def new_ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def mark_incident(app: App, args: argparse.Namespace) -> int:
+    """Incidents are outages now (schema v6): the old command opens one from the ticket, so
+    scripts that mark incidents keep working; ``--off`` is an error naming what to run."""
     with transaction(app.db):
-        app.desk.set_incident(args.number, actor(args), on=not args.off)
-    print(f"ticket #{args.number} " + ("is no longer an incident" if args.off
-                                       else "marked as an incident affecting users"))
+        if args.off:
+            app.desk.incident_off(args.number)
+        outage = app.desk.outage_from_ticket(args.number, actor(args))
+    print(f"ticket #{args.number}: outage #{outage.number} opened from it "
+          f"(mailticket outage show {outage.number})")
     return EXIT_OK
 
 

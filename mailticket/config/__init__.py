@@ -28,8 +28,9 @@ from mailticket.config.settings import (
 from mailticket.config.sla import Reports, ReportSchedule, Sla
 from mailticket.errors import ConfigError
 
-__all__ = ["Agent", "Application", "Outages", "Spike", "BusinessCalendar", "BusinessDuration", "CONFIG_ENV_VAR", "CalendarError",
-           "ConfigError", "DEFAULT_CONFIG_PATH", "Web", "DeskSettings", "Directory", "DirectoryError",
+__all__ = ["Agent", "Application", "BusinessCalendar", "BusinessDuration", "CONFIG_ENV_VAR",
+           "CalendarError", "ConfigError", "DEFAULT_CONFIG_PATH", "Web", "DeskSettings", "Directory",
+           "DirectoryError",
            "Group", "ImapMailbox", "Intake", "Limits", "LoggingSettings", "Outgoing",
-           "OutgoingSmtp", "Process", "ReportSchedule", "Reports", "Secret", "Settings", "Sla",
-           "SmtpIntake", "load"]
+           "OutgoingSmtp", "Outages", "Process", "ReportSchedule", "Reports", "Secret",
+           "Settings", "Sla", "SmtpIntake", "Spike", "load"]
