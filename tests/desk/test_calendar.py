@@ -8,7 +8,7 @@ a comment, because the API speaks naive UTC.
 from __future__ import annotations
 
 import time as wallclock
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,7 +38,7 @@ def utc(*args: int) -> datetime:
 def in_zone(zone: str, *args: int, fold: int = 0) -> datetime:
     """The naive UTC instant of a local wall time that exists."""
     local = datetime(*args, tzinfo=ZoneInfo(zone), fold=fold)
-    return local.astimezone(UTC).replace(tzinfo=None)
+    return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def hours(n: float) -> timedelta:
@@ -359,7 +359,7 @@ def test_add_takes_a_timedelta_of_business_time():
 
 
 def test_naive_utc_only():
-    aware = datetime(2026, 1, 9, 16, tzinfo=UTC)
+    aware = datetime(2026, 1, 9, 16, tzinfo=timezone.utc)
     for call in (lambda: UTC_DESK.add(aware, ONE_DAY), lambda: UTC_DESK.is_open(aware),
                  lambda: UTC_DESK.next_open(aware), lambda: UTC_DESK.between(aware, aware)):
         with pytest.raises(CalendarError, match="expected a naive UTC datetime"):
@@ -509,7 +509,7 @@ def test_a_thousand_business_days_is_fast_and_exact():
     expected = None
     while expected is None:
         if day.weekday() < 5 and day not in NEW_YORK.holidays:
-            opens, closes = (datetime.combine(day, time(h), zone).astimezone(UTC)
+            opens, closes = (datetime.combine(day, time(h), zone).astimezone(timezone.utc)
                              .replace(tzinfo=None) for h in (7, 17))
             begin = max(opens, start)
             if closes > begin:

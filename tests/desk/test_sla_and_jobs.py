@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mailticket.db import transaction
+from mailticket.jobs import last_run, run_job
 from mailticket.errors import InvalidRequest
 from mailticket.intake.items import RawMail
-from mailticket.jobs import last_run, run_job
 from mailticket.models import Event, Message, Outbox, Ticket
 from mailticket.wiring import build
 from tests.helpers import Clock, make_mail, settings_for
