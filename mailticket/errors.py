@@ -37,16 +37,17 @@ class UnknownTicket(MailticketError):
         super().__init__(f"no ticket #{number}")
 
 
-class UnknownOutage(MailticketError):
-    """An outage number that does not exist."""
+class InvalidRequest(MailticketError):
+    """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
+
+
+class UnknownOutage(InvalidRequest):
+    """An outage number that does not exist (an invalid request: an agent's ``#outage 99``
+    is reported back to the agent, like any other command that cannot be done)."""
 
     def __init__(self, number: int):
         self.number = number
         super().__init__(f"no outage #{number}")
-
-
-class InvalidRequest(MailticketError):
-    """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
 
 
 def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
