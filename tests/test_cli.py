@@ -363,6 +363,11 @@ def test_ticket_incident_opens_an_outage_and_off_names_the_new_commands(capsys, 
     data = json.loads(out)
     assert (data["title"], [t["number"] for t in data["tickets"]]) == (
         "Printer on floor 3 is broken", [ticket])
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket))
+    assert "  outage:    #1 (open): Printer on floor 3 is broken\n" in out
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket), "--json")
+    assert json.loads(out)["outages"] == [
+        {"number": 1, "title": "Printer on floor 3 is broken", "state": "open"}]
     code, _, err = run(capsys, "--config", config, "ticket", "incident", str(ticket))
     assert code == cli.EXIT_FAILED and "already linked to outage #1" in err
     code, _, err = run(capsys, "--config", config, "ticket", "incident", str(ticket), "--off")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mailticket.db import transaction
 from mailticket.desk import queries
 from mailticket.desk.commands import command_help
-from mailticket.models import Event, Message, Ticket, utcnow
+from mailticket.models import Event, Message, Outage, OutageTicket, Ticket, utcnow
 from mailticket.vocabulary import Channel, Direction, OutboxStatus, TicketStatus
 
 from .arguments import (
@@ -195,6 +195,7 @@ def _detail(ticket: Ticket, history: queries.History) -> dict[str, Any]:
     } for m in history.messages]
     data["events"] = [{"at": iso(e.at), "actor": e.actor, "kind": e.kind,
                        "detail": e.detail} for e in history.events]
+    data["outages"] = _outages_of(ticket)
     data["sla"] = {"first_response_due_at": iso(ticket.response_due_at),
                    "first_response_at": iso(ticket.first_response_at),
                    "warned_at": iso(ticket.sla_warned_at),
@@ -219,7 +220,15 @@ def _print_header(ticket: Ticket) -> None:
     if ticket.channel != Channel.EMAIL or ticket.agency:
         print(f"  channel:   {ticket.channel}" + (f"   agency: {safe(ticket.agency)}"
                                                   if ticket.agency else ""))
+    for outage in _outages_of(ticket):
+        print(f"  outage:    #{outage['number']} ({outage['state']}): {safe(outage['title'])}")
     print(f"  SLA:       {_sla_clock(ticket)}")
+
+
+def _outages_of(ticket: Ticket) -> list[dict[str, Any]]:
+    return [{"number": o.number, "title": o.title, "state": o.state}
+            for o in Outage.select().join(OutageTicket)
+            .where(OutageTicket.ticket == ticket.number).order_by(Outage.number)]
 
 
 _LABELS = {Direction.IN: "mail in", Direction.OUT: "mail out", Direction.NOTE: "note"}
