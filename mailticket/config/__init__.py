@@ -3,8 +3,8 @@ before anything runs, and what the settings are made of (the business calendar, 
 
 Its modules import nothing of mailticket's but each other and ``mailticket.errors`` (the leaf
 rule in tests/test_layers.py allows ``mailticket.logs`` too). Each setting is declared once,
-on its settings dataclass (settings.py, process.py, sla.py; the machinery in declare.py), and
-documented in config/mailticket.example.yaml.
+on its settings dataclass (settings.py, process.py, sla.py, outages.py; the machinery in
+declare.py), and documented in config/mailticket.example.yaml.
 """
 
 from mailticket.config.calendar import BusinessCalendar, BusinessDuration, CalendarError
