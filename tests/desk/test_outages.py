@@ -285,7 +285,11 @@ def test_the_report_lists_the_outages_not_yet_resolved_with_their_figures(tmp_pa
     from mailticket.reports.runner import gather_for
 
     reports = ("reports: {morning: {at: '07:30', to: [r@desk.example.test], "
-               "timezone: UTC, days: mon-sun}}\n")
+               "timezone: UTC, days: mon-sun},\n"
+               "          fire: {at: '07:30', to: [f@desk.example.test], timezone: UTC, "
+               "days: mon-sun, agency: Springfield Fire Department},\n"
+               "          spd: {at: '07:30', to: [s@desk.example.test], timezone: UTC, "
+               "days: mon-sun, agency: springfield police department}}\n")
     made = build(settings_for(tmp_path, database_url, extra=GROUPS + OUTAGES + reports),
                  clock=Clock(datetime(2026, 12, 7, 9, 0)))
     try:
@@ -301,8 +305,14 @@ def test_the_report_lists_the_outages_not_yet_resolved_with_their_figures(tmp_pa
         assert (line.number, line.subject, line.users_affected, line.tickets, line.reach,
                 line.applications) == (records.number, "Records down", 2, 1, "subset",
                                        ("records",))
+        # A report for one agency: outages for all users, or naming it, or with its tickets.
+        everyone = act(made, "open_outage", "ada", "Phones down")
+        for name, wanted in (("fire", [everyone.number]),
+                             ("spd", [records.number, everyone.number])):
+            data = gather_for(made.db, made.settings, made.settings.reports.get(name), at, at)
+            assert [line.number for line in data.incidents] == wanted
         run_job("reports", made.desk, made.db, at)
-        [(_, _, report)] = mails("report")
+        [(_, _, report)] = [m for m in mails("report") if m[0] == ["r@desk.example.test"]]
         body = text(report)
         assert f"#{records.number}" in body and "Records down [records]" in body
         assert "1 tickets (1 open): 1 email" in body and f"reach: subset; {SPD} 1" in body
