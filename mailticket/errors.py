@@ -41,6 +41,15 @@ class InvalidRequest(MailticketError):
     """A request that makes no sense for the ticket's state (closing a closed ticket...)."""
 
 
+class UnknownOutage(InvalidRequest):
+    """An outage number that does not exist (an invalid request: an agent's ``#outage 99``
+    is reported back to the agent, like any other command that cannot be done)."""
+
+    def __init__(self, number: int):
+        self.number = number
+        super().__init__(f"no outage #{number}")
+
+
 def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
              prefix: bool | None = None) -> str:
     """One line about an error for a log, a quarantine row or an outbox row.

@@ -14,6 +14,7 @@ import peewee
 
 from mailticket.db import transaction
 from mailticket.desk.jobs import auto_close, sla_check
+from mailticket.desk.outages import resume_resolves
 from mailticket.desk.tickets import Desk
 from mailticket.models import Setting
 from mailticket.reports.runner import run_due
@@ -34,6 +35,8 @@ JOBS = {
                      "service lead on a breach", sla_check),
     "auto-close": Job("auto-close", 300, "close resolved tickets the user did not answer within "
                       "sla.verify_close_after", auto_close),
+    "outage-resolve": Job("outage-resolve", 60, "finish resolving outages left resolving "
+                          "(e.g. by a process stopped mid-resolve)", resume_resolves),
     "reports": Job("reports", 60, "send each status report once per slot (late within "
                    "reports.grace, else skipped)", run_due),
 }

@@ -16,6 +16,9 @@ from mailticket.models import (
     PORTAL_KEY,
     THREAD_KEY,
     JSONField,
+    Outage,
+    OutageLog,
+    OutageTicket,
     Outbox,
     PortalRequest,
     PortalRevocation,
@@ -113,4 +116,29 @@ def _v5(db: peewee.Database) -> None:
         Setting.create(name=PORTAL_KEY, value=secrets.token_hex(32))
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+def _v6(db: peewee.Database) -> None:
+    """Outages (issue 11) replace the per-ticket incident flag: each open ticket flagged as an
+    incident becomes an open outage titled from its subject, with that ticket linked, opened
+    and linked when it was flagged. Flagged tickets already closed were incidents that are over:
+    they stay as they are (their history keeps the flag's events). ``incident_at`` is kept (no
+    column is dropped) and no longer read."""
+    from mailticket.vocabulary import SYSTEM_ACTOR, OutageState, TicketStatus
+
+    db.create_tables([Outage, OutageLog, OutageTicket], safe=True)
+    flagged = (Ticket.select(Ticket.number, Ticket.subject, Ticket.incident_at)
+               .where(Ticket.incident_at.is_null(False), Ticket.status != TicketStatus.CLOSED)
+               .order_by(Ticket.incident_at, Ticket.number))
+    for number, subject, since in list(flagged.tuples()):
+        if OutageTicket.select().where(OutageTicket.ticket == number).exists():
+            continue  # a step run again after a crash (it is one transaction; belt and braces)
+        title = " ".join((subject or "").split())[:300] or f"Incident of ticket #{number}"
+        outage = Outage.create(title=title, applications=[], agencies=[], public_text="",
+                               state=OutageState.OPEN, opened_at=since, updated_at=since,
+                               opened_by=SYSTEM_ACTOR)
+        OutageTicket.create(outage=outage, ticket=number, linked_at=since,
+                            linked_by=SYSTEM_ACTOR)
+        OutageLog.create(outage=outage, at=since, author=SYSTEM_ACTOR,
+                         text=f"made from ticket #{number}, flagged as an incident (schema v6)")
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]

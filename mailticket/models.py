@@ -99,7 +99,8 @@ class Ticket(BaseModel):
     response_due_at = peewee.DateTimeField(null=True, index=True)
     sla_warned_at = peewee.DateTimeField(null=True)
     sla_breached_at = peewee.DateTimeField(null=True)
-    # An incident affecting users (schema v4): set by an agent (#incident, ticket incident).
+    # An incident affecting users (schema v4). Superseded by outages (schema v6, ``Outage``):
+    # the v6 step made each open flagged ticket an outage; nothing sets or reads it any more.
     incident_at = peewee.DateTimeField(null=True, index=True)
 
 
@@ -258,8 +259,53 @@ class PortalRequest(BaseModel):
     ticket = peewee.ForeignKeyField(Ticket, null=True)
 
 
+class Outage(BaseModel):
+    """An outage or emergency affecting users (schema v6): what is down, for whom, what users
+    are told, and its tickets (``OutageTicket``). Resolving goes open -> resolving -> resolved:
+    ``resolving`` is the durable mark of a resolve under way, which a later run finishes."""
+
+    number = peewee.AutoField()
+    title = peewee.TextField()
+    applications = JSONField(default=list)   # names as outages.applications keys (or as given)
+    agencies = JSONField(default=list)       # the scope: the directory's agency names; [] = all
+    public_text = peewee.TextField(default="")  # what users are told
+    state = peewee.CharField(max_length=16, index=True)  # vocabulary.OutageState
+    opened_at = peewee.DateTimeField(default=utcnow)
+    opened_by = peewee.TextField()
+    resolved_at = peewee.DateTimeField(null=True)  # the resolve finished
+    resolved_by = peewee.TextField(null=True)
+    resolution = peewee.TextField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class OutageLog(BaseModel):
+    """The outage's internal log: who did or noted what, and when (never shown to users)."""
+
+    outage = peewee.ForeignKeyField(Outage, backref="log", index=True)
+    at = peewee.DateTimeField(default=utcnow)
+    author = peewee.TextField()
+    text = peewee.TextField()
+
+
+class OutageTicket(BaseModel):
+    """A ticket linked to an outage (once per pair). ``settled_at``: the outage's resolve has
+    dealt with this ticket (``settled``: "closed" by it, or "already closed"), in the same
+    transaction as the ticket's close and its mail, so a resumed resolve skips it."""
+
+    outage = peewee.ForeignKeyField(Outage, backref="links", index=True)
+    ticket = peewee.ForeignKeyField(Ticket, backref="outage_links", index=True)
+    linked_at = peewee.DateTimeField(default=utcnow)
+    linked_by = peewee.TextField()
+    settled_at = peewee.DateTimeField(null=True)
+    settled = peewee.CharField(max_length=16, null=True)
+
+    class Meta:
+        indexes = ((("outage", "ticket"), True),)
+
+
 ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState,
-              Setting, ReportRun, PortalRevocation, PortalRequest]
+              Setting, ReportRun, PortalRevocation, PortalRequest, Outage, OutageLog,
+              OutageTicket]
 
 THREAD_KEY = "thread_key"
 PORTAL_KEY = "portal_key"

@@ -81,5 +81,16 @@ class IntakeOutcome(enum.StrEnum):
     QUARANTINED = "quarantined"  # could not be processed, or its original was kept aside
 
 
+class OutageState(enum.StrEnum):
+    OPEN = "open"            # under way: tickets are linked, users kept informed
+    RESOLVING = "resolving"  # fixed; its tickets are being closed (batch by batch, resumable)
+    RESOLVED = "resolved"    # every linked ticket closed, the summary sent
+
+    @classmethod
+    def current(cls) -> tuple[OutageState, ...]:
+        """Outages still affecting users (the status report lists them)."""
+        return (cls.OPEN, cls.RESOLVING)
+
+
 SYSTEM_ACTOR = "mailticket"  # the actor of what the desk does by itself (jobs, links)
 PORTAL_SOURCE = "portal"     # the intake source of what users submit on the portal

@@ -310,7 +310,7 @@ def test_other_channels_whois_jobs_and_list_filters(capsys, tmp_path, database_u
     assert "sla-check" in out and "2030-01-07T12:00:00 0 warned, 2 overdue" in out
     code, _, err = run(capsys, "--config", config, "jobs", "run", "nope")
     assert code == cli.EXIT_FAILED and err == "mailticket: no job 'nope' (jobs: sla-check, " \
-                                              "auto-close, reports)\n"
+                                              "auto-close, outage-resolve, reports)\n"
 
 
 @pytest.mark.parametrize("args", [
@@ -355,15 +355,25 @@ def test_show_prints_one_timeline_with_the_sla_clock(capsys, process_config):
     assert "Help!" in timeline and "On it." in timeline
 
 
-def test_ticket_incident_on_and_off(capsys, config, ticket):
+def test_ticket_incident_opens_an_outage_and_off_names_the_new_commands(capsys, config, ticket):
     code, out, _ = run(capsys, "--config", config, "ticket", "incident", str(ticket))
-    assert (code, out) == (0, f"ticket #{ticket} marked as an incident affecting users\n")
+    assert (code, out) == (0, f"ticket #{ticket}: outage #1 opened from it "
+                              "(mailticket outage show 1)\n")
+    code, out, _ = run(capsys, "--config", config, "outage", "show", "1", "--json")
+    data = json.loads(out)
+    assert (data["title"], [t["number"] for t in data["tickets"]]) == (
+        "Printer on floor 3 is broken", [ticket])
+    code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket))
+    assert "  outage:    #1 (open): Printer on floor 3 is broken\n" in out
     code, out, _ = run(capsys, "--config", config, "ticket", "show", str(ticket), "--json")
-    assert json.loads(out)["incident_at"] is not None
+    assert json.loads(out)["outages"] == [
+        {"number": 1, "title": "Printer on floor 3 is broken", "state": "open"}]
     code, _, err = run(capsys, "--config", config, "ticket", "incident", str(ticket))
-    assert code == cli.EXIT_FAILED and "already marked as an incident" in err
-    code, out, _ = run(capsys, "--config", config, "ticket", "incident", str(ticket), "--off")
-    assert (code, out) == (0, f"ticket #{ticket} is no longer an incident\n")
+    assert code == cli.EXIT_FAILED and "already linked to outage #1" in err
+    code, _, err = run(capsys, "--config", config, "ticket", "incident", str(ticket), "--off")
+    assert code == cli.EXIT_FAILED
+    assert err == (f"mailticket: incidents are outages now; outage #1: mailticket outage unlink "
+                   f"1 {ticket}, or resolve it: mailticket outage resolve 1 --message TEXT\n")
 
 
 def test_report_list_preview_and_send(capsys, tmp_path, database_url):

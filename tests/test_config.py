@@ -171,7 +171,8 @@ def test_the_declarations_reach_every_section_of_the_example():
     assert {path for path, _, _ in SECTIONS} == {
         (), ("desk",), ("intake",), ("intake", "imap", "*"), ("intake", "smtp"), ("outgoing",),
         ("outgoing", "smtp"), ("outgoing", "retry"), ("limits",), ("logging",), ("groups", "*"),
-        ("sla",), ("sla", "calendar"), ("reports",), ("reports", "*"), ("web",)}
+        ("sla",), ("sla", "calendar"), ("reports",), ("reports", "*"), ("web",),
+        ("outages",), ("outages", "applications", "*"), ("outages", "spike")}
 
 
 @pytest.mark.parametrize("where, accepted, names", SECTIONS,
@@ -242,7 +243,7 @@ ERRORS = [
      ["loging: unknown key (expected one of: database, desk, intake, outgoing, templates, "
       "storage, limits, logging, groups, new_tickets_to, escalation, "
       "agents_require_authentication, trusted_authserv_ids, sla, directory, "
-      "report_notes_address, reports, web)"]),
+      "report_notes_address, reports, outages, web)"]),
     ("typo in a mailbox",
      edited(intake__imap=[dict(IMAP, passwd="x")]),
      ["intake.imap[0].passwd: unknown key (expected one of: host, port, security, username, "

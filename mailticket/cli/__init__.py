@@ -1,7 +1,7 @@
 """The command line for agents and admins, and the only place errors become exit codes.
 
 ``main`` parses the arguments, loads the config and hands the command to its handler; each
-command family (tickets, quarantine, outbox, jobs, reports, whois, portal, the service itself)
+command family (tickets, outages, quarantine, outbox, jobs, reports, whois, portal, the service itself)
 lives in its own module, with its arguments. Handlers return an exit code or raise; errors become exit
 codes and one-line messages here, and only here.
 
@@ -21,7 +21,7 @@ from mailticket import __version__
 from mailticket import config as configmod
 from mailticket.errors import ConfigError, MailticketError, TemporaryFailure
 
-from . import admin, jobs, outbox, portal, quarantine, reports, tickets, whois
+from . import admin, jobs, outages, outbox, portal, quarantine, reports, tickets, whois
 from .exitcodes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TEMPORARY, EXIT_USAGE
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "EXIT_TEMPORARY", "EXIT_USAGE", "main"]
@@ -32,7 +32,7 @@ exit codes: 0 done, 1 request failed, 2 bad arguments, 3 invalid config, 4 tempo
 """
 
 # The command families, in the order ``mailticket --help`` lists them.
-FAMILIES = (admin, tickets, quarantine, whois, jobs, reports, outbox, portal)
+FAMILIES = (admin, tickets, outages, quarantine, whois, jobs, reports, outbox, portal)
 
 
 def _parser() -> argparse.ArgumentParser:

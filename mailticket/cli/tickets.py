@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mailticket.db import transaction
 from mailticket.desk import queries
 from mailticket.desk.commands import command_help
-from mailticket.models import Event, Message, Ticket, utcnow
+from mailticket.models import Event, Message, Outage, OutageTicket, Ticket, utcnow
 from mailticket.vocabulary import PORTAL_SOURCE, Channel, Direction, OutboxStatus, TicketStatus
 
 from .arguments import (
@@ -96,9 +96,10 @@ def _add_new(actions: Commands) -> None:
 
 def _add_assignments(actions: Commands) -> None:
     incident = actions.add_parser(
-        "incident", help="mark a ticket as an incident affecting users (status reports list them)")
+        "incident", help="open an outage from a ticket (as mailticket outage open --from-ticket)")
     incident.add_argument("number", type=ticket_number)
-    incident.add_argument("--off", action="store_true", help="no longer an incident")
+    incident.add_argument("--off", action="store_true",
+                          help="gone: says which outage command to use instead")
     add_actor(incident)
     incident.set_defaults(handler=mark_incident)
     assign = actions.add_parser("assign", help="give a ticket to an agent; the agent is told")
@@ -194,6 +195,7 @@ def _detail(ticket: Ticket, history: queries.History) -> dict[str, Any]:
     } for m in history.messages]
     data["events"] = [{"at": iso(e.at), "actor": e.actor, "kind": e.kind,
                        "detail": e.detail} for e in history.events]
+    data["outages"] = _outages_of(ticket)
     data["sla"] = {"first_response_due_at": iso(ticket.response_due_at),
                    "first_response_at": iso(ticket.first_response_at),
                    "warned_at": iso(ticket.sla_warned_at),
@@ -218,7 +220,15 @@ def _print_header(ticket: Ticket) -> None:
     if ticket.channel != Channel.EMAIL or ticket.agency:
         print(f"  channel:   {ticket.channel}" + (f"   agency: {safe(ticket.agency)}"
                                                   if ticket.agency else ""))
+    for outage in _outages_of(ticket):
+        print(f"  outage:    #{outage['number']} ({outage['state']}): {safe(outage['title'])}")
     print(f"  SLA:       {_sla_clock(ticket)}")
+
+
+def _outages_of(ticket: Ticket) -> list[dict[str, Any]]:
+    return [{"number": o.number, "title": o.title, "state": o.state}
+            for o in Outage.select().join(OutageTicket)
+            .where(OutageTicket.ticket == ticket.number).order_by(Outage.number)]
 
 
 _LABELS = {Direction.IN: "mail in", Direction.OUT: "mail out", Direction.NOTE: "note"}
@@ -273,10 +283,14 @@ def new_ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def mark_incident(app: App, args: argparse.Namespace) -> int:
+    """Incidents are outages now (schema v6): the old command opens one from the ticket, so
+    scripts that mark incidents keep working; ``--off`` is an error naming what to run."""
     with transaction(app.db):
-        app.desk.set_incident(args.number, actor(args), on=not args.off)
-    print(f"ticket #{args.number} " + ("is no longer an incident" if args.off
-                                       else "marked as an incident affecting users"))
+        if args.off:
+            app.desk.incident_off(args.number)
+        outage = app.desk.outage_from_ticket(args.number, actor(args))
+    print(f"ticket #{args.number}: outage #{outage.number} opened from it "
+          f"(mailticket outage show {outage.number})")
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from mailticket.config import values as v
 from mailticket.config.declare import Scope, entries, items, section, setting
 from mailticket.config.directory import Directory
+from mailticket.config.outages import Outages
 from mailticket.config.process import Process
 from mailticket.config.sla import Reports, Sla
 
@@ -287,6 +288,7 @@ class Settings:
     report_notes_address: InitVar[str | None] = setting(
         v.address, None, kw_only=True, help="mail to it is a note for the next status report")
     reports: Reports = section(Reports, help="status reports mailed to a distribution list")
+    outages: Outages = section(Outages, help="outages: who is told, partners, applications")
     web: Web | None = section(Web, optional=True,
                               help="the self-service portal; absent: no portal, no links in mail")
 

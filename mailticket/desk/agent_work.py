@@ -1,5 +1,5 @@
 """What agents do to tickets, whichever door they use (the CLI, commands in mail): reply,
-assign, escalate, resolve, close, reopen, mark incidents, and log requests taken by phone or at
+assign, escalate, resolve, close, reopen, and log requests taken by phone or at
 the desk. Each checks the ticket's state first and tells whoever must act next.
 """
 
@@ -145,19 +145,6 @@ class AgentWork(DeskCore):
             "resolved", ticket, to=[self._requester(ticket)], cc=self._cc(ticket),
             context={"ticket": ticket_context(ticket), "text": text},
             in_reply_to=in_reply_to, references=references)
-
-    def set_incident(self, number: int, actor: str, on: bool = True) -> None:
-        """Mark the ticket as an incident affecting users (or no longer); status reports list
-        the open incidents with how many users they touch."""
-        ticket = self.get(number)
-        if on == (ticket.incident_at is not None):
-            raise InvalidRequest(f"ticket #{number} is {'already' if on else 'not'} marked as "
-                                 "an incident")
-        ticket.incident_at = self.clock() if on else None
-        ticket.save()
-        self._event(ticket, actor, "incident", "marked as an incident affecting users" if on
-                    else "no longer an incident")
-        self._touch(ticket)
 
     def open_by_agent(self, actor: str, requester: str, channel: str, subject: str,
                       text: str, requester_name: str = "") -> Ticket:

@@ -1,7 +1,7 @@
 """Commands an agent writes at the top of a mail to the desk (``#assign alice``, ``#escalate
-network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``, ``#incident [off]``): how they
-are read, and the table ``COMMANDS`` of what each one is (name, argument rule, the desk
-operation it runs, its help line).
+network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``, ``#outage ID|open``,
+``#incident``): how they are read, and the table ``COMMANDS`` of what each one is (name,
+argument rule, the desk operation it runs, its help line).
 
 Reading is pure: the command lines at the top (blank lines between them allowed) are
 taken off, the rest is the text to relay. A line at the top that starts with ``#`` and a word is
@@ -122,9 +122,24 @@ def _comment(run: Run) -> str:
 
 
 def _incident(run: Run) -> str:
-    off = run.argument.strip().lower() in ("off", "no", "false", "0")
-    run.desk.set_incident(run.number, run.actor, on=not off)
-    return "no longer an incident" if off else "marked as an incident"
+    """The old flag, kept for agents' habits: it opens an outage from the ticket."""
+    if run.argument.strip().lower() in ("off", "no", "false", "0"):
+        run.desk.incident_off(run.number)
+    outage = run.desk.outage_from_ticket(run.number, run.actor)
+    return f"outage #{outage.number} opened from this ticket; the lead is told"
+
+
+def _outage(run: Run) -> str:
+    """``#outage ID`` links the ticket; ``#outage open [TITLE]`` opens one from it."""
+    word, _, rest = run.argument.partition(" ")
+    if word.lower() == "open":
+        outage = run.desk.outage_from_ticket(run.number, run.actor, rest.strip())
+        return f"outage #{outage.number} opened from this ticket; the lead is told"
+    number = word.lstrip("#")
+    if not number.isdigit():
+        raise InvalidRequest(f"#outage takes an outage number or open, not {word!r}")
+    run.desk.link_tickets(int(number), run.actor, [run.number])
+    return f"linked to outage #{int(number)}"
 
 
 COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
@@ -141,8 +156,11 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
     CommandSpec("status", "#status open|resolved|closed", "set the ticket's status", _status),
     CommandSpec("comment", "#comment", "keep the text as an internal note, not sent to the user",
                 _comment),
-    CommandSpec("incident", "#incident [off]",
-                "mark the ticket as an incident affecting users (or no longer)", _incident),
+    CommandSpec("outage", "#outage ID | #outage open [TITLE]",
+                "link the ticket to outage ID, or open an outage from it (the lead is told)",
+                _outage, needs_argument="#outage needs an outage number or open: #outage ID"),
+    CommandSpec("incident", "#incident",
+                "open an outage from the ticket (as #outage open)", _incident),
 )}
 
 

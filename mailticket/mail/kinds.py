@@ -12,7 +12,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailticket.mail.samples import REPORT_SAMPLE, SAMPLE_DESK, SAMPLE_TICKET
+from mailticket.mail.samples import (
+    OUTAGE_IMPACT_SAMPLE,
+    OUTAGE_SAMPLE,
+    REPORT_SAMPLE,
+    SAMPLE_DESK,
+    SAMPLE_TICKET,
+)
 
 
 class Audience(enum.StrEnum):
@@ -73,6 +79,19 @@ _ROWS = (
     MailKind("confirm_request", Audience.USER, capped=True, sample={
         "link": "https://desk.example.org/c/SAMPLE", "minutes": 15, "ticket": None,
         "subject": "Printer on floor 3 is broken"}),
+    # Outages (desk/outages.py): the lead and outages.notify told at once and at the end, the
+    # users of each linked open ticket told what is known (threaded on their ticket), and the
+    # partners or the agencies' directory contacts advised.
+    MailKind("outage_opened", Audience.STAFF, sample={
+        "ticket": None, "outage": OUTAGE_SAMPLE, "impact": OUTAGE_IMPACT_SAMPLE}),
+    MailKind("outage_update", Audience.USER, sample={"outage": OUTAGE_SAMPLE}),
+    MailKind("outage_resolved", Audience.STAFF, sample={
+        "ticket": None, "closed": 12,
+        "outage": {**OUTAGE_SAMPLE, "state": "resolved",
+                   "resolved_at": OUTAGE_SAMPLE["opened_at"]},
+        "impact": {**OUTAGE_IMPACT_SAMPLE, "open_tickets": 0}}),
+    MailKind("outage_advice", Audience.LIST, sample={
+        "ticket": None, "outage": OUTAGE_SAMPLE, "audience": "partners"}),
 )
 
 MAIL_KINDS: dict[str, MailKind] = {row.name: row for row in _ROWS}

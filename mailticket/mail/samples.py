@@ -41,7 +41,13 @@ REPORT_SAMPLE = {
              "created_at": datetime(2026, 1, 12, 9, 0),
              "due_at": datetime(2026, 1, 13, 9, 0), "overdue": False}]},
         "incidents": [{"number": 41, "subject": "Mail delays for all users",
-                       "users_affected": 120, "since": datetime(2026, 1, 12, 16, 20)}],
+                       "users_affected": 120, "since": datetime(2026, 1, 12, 16, 20),
+                       "tickets": 118, "open_tickets": 110,
+                       "channels": [{"name": "email", "count": 100},
+                                    {"name": "phone", "count": 18}],
+                       "agencies": [{"name": "Springfield Police Department", "count": 90},
+                                    {"name": "(no agency)", "count": 28}],
+                       "reach": "all users", "state": "open", "applications": ["mail"]}],
         "notes": [{"sender": "Application Support <appsupport@example.org>",
                    "at": datetime(2026, 1, 12, 18, 2), "subject": "Release tonight",
                    "text": "The records system is down 22:00-23:00 for the release.\n"
@@ -60,3 +66,20 @@ SAMPLE_TICKET = {"number": 42, "subject": "Printer on floor 3 is broken", "statu
 SAMPLE_DESK = {"desk": {"name": "Service Desk", "address": "desk@example.org"},
                "tag": "[DESK #42]", "reopen_window_days": 30,
                "portal_link": "https://desk.example.org/t/eyJhIjoiYm9iQGV4YW1wbGUub3JnIn0.SAMPLE"}
+
+OUTAGE_SAMPLE = {"number": 7, "title": "Records system down", "applications": ["records"],
+                 "agencies": ["Springfield Police Department"],
+                 "scope": "agencies: Springfield Police Department",
+                 "public_text": "The records system is unavailable; we are working on it.",
+                 "state": "open", "opened_at": datetime(2026, 1, 12, 16, 20),
+                 "opened_by": "Ada", "resolution": "The database server was restarted.",
+                 "resolved_at": None}
+
+OUTAGE_IMPACT_SAMPLE = {
+    "tickets": 14, "open_tickets": 12,
+    "channels": [{"name": "email", "count": 9}, {"name": "phone", "count": 4},
+                 {"name": "walk-in", "count": 0}, {"name": "voicemail", "count": 1},
+                 {"name": "portal", "count": 0}],
+    "users": 15, "agencies": [{"name": "Springfield Police Department", "count": 13},
+                              {"name": "(no agency)", "count": 1}],
+    "reach": "beyond its scope", "outside": 1, "related": ["portal", "notifications"]}

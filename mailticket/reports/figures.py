@@ -69,13 +69,27 @@ class Period:
 
 
 @dataclass(frozen=True)
-class IncidentLine:
-    """An open incident affecting users, as the caller found it."""
+class Count:
+    name: str
+    count: int
 
-    number: int
-    subject: str
+
+@dataclass(frozen=True)
+class IncidentLine:
+    """An outage not yet resolved (an incident affecting users), with its figures as the
+    caller found them (desk.outages.impact)."""
+
+    number: int            # the outage's number
+    subject: str           # its title
     users_affected: int
-    since: datetime  # naive UTC
+    since: datetime        # naive UTC: when it was opened
+    tickets: int = 0       # linked tickets, and those not closed
+    open_tickets: int = 0
+    channels: tuple[Count, ...] = ()   # linked tickets by channel, those with any
+    agencies: tuple[Count, ...] = ()   # linked tickets by agency
+    reach: str = ""                    # all users, subset, beyond its scope
+    applications: tuple[str, ...] = ()
+    state: str = "open"
 
 
 @dataclass(frozen=True)
@@ -86,12 +100,6 @@ class NoteLine:
     at: datetime  # naive UTC
     subject: str
     text: str
-
-
-@dataclass(frozen=True)
-class Count:
-    name: str
-    count: int
 
 
 @dataclass(frozen=True)

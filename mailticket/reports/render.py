@@ -69,7 +69,11 @@ def context_for(data: ReportData, *, title: str, desk_name: str,
                     "rows": [{**_ticket(line, local), "due_at": local(line.due_at),
                               "overdue": line.overdue} for line in data.sla_tickets]},
             "incidents": [{"number": i.number, "subject": one_line(i.subject),
-                           "users_affected": i.users_affected, "since": local(i.since)}
+                           "users_affected": i.users_affected, "since": local(i.since),
+                           "tickets": i.tickets, "open_tickets": i.open_tickets,
+                           "channels": _counts(i.channels), "agencies": _counts(i.agencies),
+                           "reach": i.reach, "state": i.state,
+                           "applications": [one_line(a) for a in i.applications]}
                           for i in data.incidents],
             "notes": [{"sender": one_line(n.sender), "at": local(n.at),
                        "subject": one_line(n.subject),

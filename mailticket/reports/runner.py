@@ -7,9 +7,9 @@ report's mail in the outbox are written in one transaction, so a second daemon's
 same slot fails (and it moves on), and a crash leaves either both or neither.
 
 The period of a report is from the slot of its previous sent run to this slot (the first one
-covers the day before its slot). Incidents are the open tickets marked as incidents, with the
-users they touch (requester, Cc's and the requesters of tickets linked to them); notes are the
-mail to ``report_notes_address`` received in the period.
+covers the day before its slot). Incidents are the outages not yet resolved, with their
+figures (``desk.outages.impact``); notes are the mail to ``report_notes_address`` received in
+the period.
 """
 
 from __future__ import annotations
@@ -20,14 +20,23 @@ from datetime import datetime, timedelta
 import peewee
 
 from mailticket.config import ReportSchedule, Settings
+from mailticket.config.directory.entries import fold
 from mailticket.db import savepoint, transaction
+from mailticket.desk.outages import impact
 from mailticket.desk.tickets import Desk
 from mailticket.mail.compose import Recipient
-from mailticket.models import Message, ReportRun, Ticket
-from mailticket.reports.figures import IncidentLine, NoteLine, Period, ReportData, gather
+from mailticket.models import Message, Outage, ReportRun
+from mailticket.reports.figures import (
+    Count,
+    IncidentLine,
+    NoteLine,
+    Period,
+    ReportData,
+    gather,
+)
 from mailticket.reports.render import KIND, context_for
 from mailticket.reports.schedule import last_slot
-from mailticket.vocabulary import TicketStatus
+from mailticket.vocabulary import OutageState
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,7 @@ def gather_for(db: peewee.Database, settings: Settings, schedule: ReportSchedule
     period = Period(start, slot)
     return gather(db, period, now, sla=settings.sla,
                   old_ticket_days=settings.reports.old_ticket_days,
-                  incidents=_incidents(schedule.agency), notes=_notes(period),
+                  incidents=_incidents(settings, schedule.agency), notes=_notes(period),
                   agency=schedule.agency)
 
 
@@ -106,17 +115,22 @@ def _claim(db: peewee.Database, name: str, slot: datetime, now: datetime, outcom
     return True
 
 
-def _incidents(agency: str | None) -> list[IncidentLine]:
-    query = (Ticket.select().where(Ticket.incident_at.is_null(False), Ticket.status != TicketStatus.CLOSED)
-             .order_by(Ticket.incident_at))
-    if agency:
-        query = query.where(peewee.fn.LOWER(Ticket.agency) == agency.lower())
+def _incidents(settings: Settings, agency: str | None) -> list[IncidentLine]:
+    """The outages not yet resolved, oldest first, with their figures; a report for one agency
+    lists those for all users, those whose scope names it and those with its tickets."""
     lines = []
-    for ticket in query.limit(50):
-        users = {ticket.requester.lower(), *(c.lower() for c in ticket.cc or ())}
-        users |= {r.lower() for (r,) in Ticket.select(Ticket.requester)
-                  .where(Ticket.linked_to == ticket.number).tuples()}
-        lines.append(IncidentLine(ticket.number, ticket.subject, len(users), ticket.incident_at))
+    for outage in (Outage.select().where(Outage.state.in_(OutageState.current()))
+                   .order_by(Outage.opened_at, Outage.number).limit(50)):
+        figures = impact(outage, settings)
+        if agency and outage.agencies and fold(agency) not in {
+                fold(name) for name in [*outage.agencies, *(n for n, _ in figures.agencies)]}:
+            continue
+        lines.append(IncidentLine(
+            outage.number, outage.title, figures.users, outage.opened_at,
+            tickets=figures.tickets, open_tickets=figures.open_tickets,
+            channels=tuple(Count(n, c) for n, c in figures.channels if c),
+            agencies=tuple(Count(n, c) for n, c in figures.agencies), reach=figures.reach,
+            applications=tuple(outage.applications or ()), state=outage.state))
     return lines
 
 

@@ -40,4 +40,4 @@ def test_the_command_table_is_what_split_and_the_listings_know():
     assert [line.split(":")[0].split()[0] for line in command_help()] == [
         f"#{name}" for name in COMMANDS]
     assert set(COMMANDS) == {"assign", "escalate", "resolve", "close", "status", "comment",
-                             "incident"}
+                             "outage", "incident"}

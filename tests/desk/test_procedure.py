@@ -320,18 +320,24 @@ def test_files_an_agent_attaches_are_relayed_to_the_requester(app):
     assert "setup guide" in mail.get_body(("plain",)).get_content()
 
 
-def test_incidents_are_marked_by_mail_command_or_method_and_recorded(app):
-    number = new_ticket(app)
+def test_incident_by_mail_opens_an_outage_from_the_ticket(app):
+    """The old #incident flag is an outage now (schema v6): the command opens one."""
+    from mailticket.models import Outage, OutageTicket
+
+    number = new_ticket(app, subject="Mail is down")
     agent_mail(app, number, "#incident\nMail is down for the whole floor.\n", key="i1")
-    assert Ticket.get_by_id(number).incident_at is not None
+    [outage] = Outage.select()
+    assert (outage.title, outage.state) == ("Mail is down", "open")
+    assert [link.ticket_id for link in OutageTicket.select()] == [number]
     [(_, report)] = mails("agent_report")
-    assert "#incident: marked as an incident" in report.get_body(("plain",)).get_content()
-    with pytest.raises(InvalidRequest, match="already marked as an incident"):
-        act(app, "set_incident", number, "ada", True)
-    act(app, "set_incident", number, "ada", False)
-    assert Ticket.get_by_id(number).incident_at is None
-    assert [d for k, _, d in history(number) if k == "incident"] == [
-        "marked as an incident affecting users", "no longer an incident"]
+    assert (f"#incident: outage #{outage.number} opened from this ticket"
+            in report.get_body(("plain",)).get_content())
+    with pytest.raises(InvalidRequest, match=f"already linked to outage #{outage.number}"):
+        act(app, "outage_from_ticket", number, "ada")
+    with pytest.raises(InvalidRequest, match=f"outage unlink {outage.number} {number}"):
+        act(app, "incident_off", number)
+    assert [d for k, _, d in history(number) if k == "outage"] == [
+        f"linked to outage #{outage.number}: Mail is down"]
 
 
 def test_mail_to_the_report_notes_address_is_kept_but_is_no_ticket(make_app):

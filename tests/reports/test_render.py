@@ -48,7 +48,12 @@ def data(**changes) -> ReportData:
                              "desk", None, ny("2026-01-12T08:00"), ny("2026-01-12T15:00"),
                              True),),
         sla_tickets_total=1,
-        incidents=(IncidentLine(1250, f"Outage {HOSTILE}", 120, ny("2026-01-12T16:20")),),
+        incidents=(IncidentLine(1250, f"Outage {HOSTILE}", 120, ny("2026-01-12T16:20"),
+                                tickets=130, open_tickets=118,
+                                channels=(Count("email", 100), Count("phone", 30)),
+                                agencies=(Count(f"Agency {HOSTILE}", 129),
+                                          Count("(no agency)", 1)),
+                                reach="subset", applications=("records",)),),
         notes=(NoteLine(f"Apps {HOSTILE} <apps@example.test>", ny("2026-01-12T18:02"),
                         f"Release {HOSTILE}", f"Line one {HOSTILE}\nLine two"),),
     )
@@ -126,8 +131,8 @@ def test_user_text_is_escaped_in_the_html(rendered):
     html = rendered.html
     assert "<script" not in html.lower() and "<b>" not in html
     assert "&lt;script&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
-    assert html.count("&lt;script&gt;") == 8  # old/late/incident/note subjects, name, agency,
-    #                                           note sender and note text
+    assert html.count("&lt;script&gt;") == 9  # old/late/incident/note subjects, name, agency,
+    #                                           note sender and note text, outage's agency
     assert f"Release {HOSTILE}" in visible_text(html)
 
 

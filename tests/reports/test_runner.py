@@ -142,7 +142,7 @@ def test_incidents_and_report_notes_go_into_the_next_report(make_app):
         subject="Payroll maintenance tonight", sender="apps@example.org",
         to="desk-notes@example.test", body="From 22:00, 30 minutes."))])
     with transaction(app.db):
-        app.desk.set_incident(ticket.ticket, "ada")
+        outage = app.desk.outage_from_ticket(ticket.ticket, "ada")
     run_job("reports", app.desk, app.db, MORNING + timedelta(minutes=1))
     [mail] = reports()
     text = mail.get_body(("plain",)).get_content()
@@ -150,4 +150,5 @@ def test_incidents_and_report_notes_go_into_the_next_report(make_app):
     assert "From 22:00, 30 minutes." in text
     data = gather_for(app.db, app.settings, app.settings.reports.get("morning"), MORNING, MORNING)
     [incident] = data.incidents
-    assert (incident.number, incident.users_affected) == (ticket.ticket, 2)
+    assert (incident.number, incident.users_affected) == (outage.number, 2)
+    assert (incident.subject, incident.tickets, incident.reach) == ("Mail is down", 1, "all users")
