@@ -100,8 +100,14 @@ class FreshPostgres:
         return conn
 
     def __enter__(self) -> str:
-        with self._admin() as conn, conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{self.name}"')
+        # Not "with conn": since psycopg2 2.9 that opens a transaction even in autocommit mode,
+        # and CREATE DATABASE refuses to run inside one.
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{self.name}"')
+        finally:
+            conn.close()
         return self.url
 
     def __exit__(self, *exc: object) -> None:
