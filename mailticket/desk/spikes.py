@@ -13,14 +13,17 @@ the desk's clock, from distinct users, not linked to an outage still open.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
 
+from mailticket.config import Settings
+from mailticket.db import Prepared
 from mailticket.desk.core import DeskCore
 from mailticket.desk.lookalike import Topic, topics
 from mailticket.desk.outages import OutageWork, outage_staff
@@ -32,7 +35,53 @@ from mailticket.vocabulary import SYSTEM_ACTOR, OutageState, SpikeState, TicketS
 log = logging.getLogger(__name__)
 
 
-def spike_staff(settings: Any) -> list[str]:
+class _Standing(NamedTuple):
+    number: int
+    key: str
+    state: str
+    last_at: Any             # a datetime (PostgreSQL) or its text (SQLite)
+    outage_state: str | None
+
+
+def _when(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else Spike.last_at.python_value(value)
+
+
+# The statements run for every new ticket, prepared once per number of topics (db.Prepared):
+# building peewee's SQL cost more than running it (bench/ingest.py --spike).
+_INSERT: dict[int, Prepared] = {}
+_STANDING: dict[int, Prepared] = {}
+_WINDOW: dict[int, Prepared] = {}
+
+
+def _prepared(cache: dict[int, Prepared], n: int) -> Prepared:
+    found = cache.get(n)
+    if found is None:
+        build = {id(_INSERT): lambda *p: SpikeTopic.insert_many(
+                     [p[i:i + 4] for i in range(0, 4 * n, 4)],
+                     fields=[SpikeTopic.ticket, SpikeTopic.key, SpikeTopic.requester,
+                             SpikeTopic.at]).returning(),
+                 id(_STANDING): lambda *p: Spike.select(
+                     Spike.number, Spike.key, Spike.state, Spike.last_at, Outage.state)
+                 .join(Outage, peewee.JOIN.LEFT_OUTER).where(Spike.open_key.in_(list(p))),
+                 id(_WINDOW): lambda *p: SpikeTopic.select(
+                     SpikeTopic.key, SpikeTopic.ticket, SpikeTopic.requester)
+                 .where(SpikeTopic.key.in_(list(p[:n])) & (SpikeTopic.at >= p[n]))
+                 .order_by(SpikeTopic.at, SpikeTopic.ticket)}[id(cache)]
+        arity = {id(_INSERT): 4 * n, id(_STANDING): n, id(_WINDOW): n + 1}[id(cache)]
+        found = cache[n] = Prepared(build, arity)
+    return found
+
+
+_MEMBERS = Prepared(lambda n: Spike.select(Spike.tickets, Spike.last_at)
+                    .where(Spike.number == n), 1)
+_MEMBERS_LOCKED = Prepared(lambda n: Spike.select(Spike.tickets, Spike.last_at)
+                           .where(Spike.number == n).for_update(), 1)
+_JOIN = Prepared(lambda t, at, n: Spike.update({Spike.tickets: peewee.Value(t), Spike.last_at: at})
+                 .where(Spike.number == n), 3)
+
+
+def spike_staff(settings: Settings) -> list[str]:
     """Who is alerted: who is told of outages, and the desk's (level 1) groups."""
     desk = [a for g in settings.process.groups if g.level == 1 for a in g.recipients]
     return list(dict.fromkeys([*outage_staff(settings), *(a.lower() for a in desk)]))
@@ -43,8 +92,8 @@ class SpikeWatch(DeskCore):
 
     def watch_for_spike(self, ticket: Ticket, body: str) -> Spike | None:
         """Called for each new ticket, in its transaction: the spike it tipped (alerted), or
-        None. Three statements when nothing happens (the topics written, the window read,
-        the spikes standing read)."""
+        None. Three statements when nothing happens (the topics written, the spikes standing
+        for them read, the window read), two when it joins a spike (and its update)."""
         found = topics(ticket.subject or "", body, self.settings.outages.applications)
         if not found:
             return None
@@ -52,41 +101,49 @@ class SpikeWatch(DeskCore):
         rule = self.settings.outages.spike
         since = now - rule.within
         requester = (ticket.requester or "").lower()
-        SpikeTopic.insert_many([{"ticket": ticket.number, "key": t.key, "requester": requester,
-                                 "at": now} for t in found]).execute()
         keys = [t.key for t in found]
-        standing = {s.key: s for s in Spike.select(Spike.number, Spike.key, Spike.state,
-                                                   Spike.last_at, Spike.outage)
-                    .where(Spike.open_key.in_(keys))}
-        window: dict[str, list[tuple[int, str]]] = {}
-        for key, number, who in (SpikeTopic.select(SpikeTopic.key, SpikeTopic.ticket,
-                                                   SpikeTopic.requester)
-                                 .where(SpikeTopic.key.in_(keys), SpikeTopic.at >= since)
-                                 .order_by(SpikeTopic.at, SpikeTopic.ticket).tuples()):
-            window.setdefault(key, []).append((number, who))
-        tipped = None
-        for topic in found:
+        n = len(keys)
+        _prepared(_INSERT, n).execute(self.db, *(value for key in keys
+                                                 for value in (ticket.number, key, requester,
+                                                               now)))
+        standing = {row[1]: _Standing(*row) for row in
+                    _prepared(_STANDING, n).execute(self.db, *keys).fetchall()}
+        for topic in found:  # a ticket joins one spike at most: the first still standing
             spike = standing.get(topic.key)
             if spike is not None and self._still_stands(spike, since):
                 if spike.state == SpikeState.OPEN:
                     self._join(spike.number, ticket)
-                continue
-            rows = window.get(topic.key, [])
-            if len({who for _, who in rows}) < rule.tickets:
-                continue  # the usual case: stop here
-            rows = self._not_in_outages(rows)
+                return None
+        window: dict[str, list[tuple[int, str]]] = {}
+        for key, number, who in _prepared(_WINDOW, n).execute(self.db, *keys, since).fetchall():
+            window.setdefault(key, []).append((number, who))
+        tipping = [(len({who for _, who in window.get(t.key, [])}), -i, t)
+                   for i, t in enumerate(found)]
+        if max(count for count, _, _ in tipping) < rule.tickets:
+            return None  # the usual case: stop here
+        # A spike forms on one topic only (the one with the most users; the first on a tie),
+        # of the tickets not in an outage still open nor in a spike still standing: the pairs
+        # of one subject's words are one spike, not ten.
+        taken = self._taken()
+        for count, _, topic in sorted(tipping, key=lambda item: item[:2], reverse=True):
+            if count < rule.tickets:
+                break
+            rows = self._not_in_outages([r for r in window[topic.key] if r[0] not in taken])
             if len({who for _, who in rows}) >= rule.tickets:
-                tipped = self._form(topic, [n for n, _ in rows], now) or tipped
-        return tipped
+                return self._form(topic, [n for n, _ in rows], now)
+        return None
 
-    def _still_stands(self, spike: Spike, since: datetime) -> bool:
+    def _taken(self) -> set[int]:
+        """The tickets of the spikes standing (few: an open one lasts a window)."""
+        return {n for (numbers,) in Spike.select(Spike.tickets)
+                .where(Spike.open_key.is_null(False)).tuples() for n in numbers or ()}
+
+    def _still_stands(self, spike: _Standing, since: datetime) -> bool:
         """A spike stands while it is open and its last ticket within the window, or while
         the outage opened from it is not resolved; otherwise it is let go (its key freed)."""
-        if spike.state == SpikeState.OPEN and spike.last_at >= since:
+        if spike.state == SpikeState.OPEN and _when(spike.last_at) >= since:
             return True
-        if spike.state == SpikeState.OUTAGE and Outage.select().where(
-                Outage.number == spike.outage_id,
-                Outage.state.in_(OutageState.current())).exists():
+        if spike.state == SpikeState.OUTAGE and spike.outage_state in OutageState.current():
             return True
         update: dict[Any, Any] = {Spike.open_key: None}
         if spike.state == SpikeState.OPEN:
@@ -95,14 +152,13 @@ class SpikeWatch(DeskCore):
         return False
 
     def _join(self, number: int, ticket: Ticket) -> None:
-        query = Spike.select().where(Spike.number == number)
-        if self.db.for_update:  # two daemons adding to one spike add one after the other
-            query = query.for_update()
-        spike = query.get()
-        if ticket.number not in spike.tickets:
-            spike.tickets = [*spike.tickets, ticket.number]
-            spike.last_at = max(spike.last_at, ticket.created_at)
-            spike.save()
+        # Two daemons adding to one spike add one after the other (PostgreSQL: FOR UPDATE).
+        query = _MEMBERS_LOCKED if self.db.for_update else _MEMBERS
+        (tickets, last_at), = query.execute(self.db, number).fetchall()
+        members = json.loads(tickets) if tickets else []
+        if ticket.number not in members:
+            _JOIN.execute(self.db, json.dumps([*members, ticket.number]),
+                          max(_when(last_at), ticket.created_at), number)
 
     def _not_in_outages(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
         linked = {n for (n,) in OutageTicket.select(OutageTicket.ticket).join(Outage)

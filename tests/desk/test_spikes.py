@@ -178,3 +178,11 @@ def test_unknown_spike_and_closed_tickets(app, clock):
     with pytest.raises(InvalidRequest, match="already"), transaction(app.db):
         app.desk.outage_from_spike(1, "ada")
     assert Ticket.get_by_id(tickets[1]).status != "closed"
+
+
+def test_one_subject_s_many_word_pairs_make_one_spike_and_one_alert(app, clock):
+    tickets = [arrive(app, clock, "Printer on floor 3 prints blank pages", f"p{i}@example.org")
+               for i in range(7)]
+    [(_, mail)] = alerts()
+    assert "'printer floor'" in mail["Subject"]
+    assert [s.tickets for s in Spike.select()] == [tickets]
