@@ -13,8 +13,8 @@ The setup is bulk inserts (tickets with a requester, every fifth with two Cc's, 
 outage #1), not timed. The resolve closes every ticket in batches of 200 (one transaction
 each), queueing "Ticket #N has been closed" to its users, then the lead's summary. Peak memory
 is the child's VmHWM (read by the child itself as it exits), next to that of
-``mailticket --help`` (the interpreter and the package imported). With ``--database`` a fresh database is created on that
-server and dropped afterwards.
+``mailticket --help`` (the interpreter and the package imported). With ``--database`` a fresh
+database is created on that server and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def child(config: Path, *args: str) -> tuple[float, int, str]:
 
 
 def counts(url: str) -> tuple[int, dict[str, int]]:
-    db = attach(url)
+    attach(url)
     try:
         closed = Ticket.select().where(Ticket.status == "closed").count()
         kinds = {kind: n for kind, n in Outbox.select(Outbox.kind, peewee.fn.COUNT(Outbox.id))
