@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import peewee
 
 from mailticket.config import Settings
-from mailticket.db import Prepared
+from mailticket.db import Prepared, transaction
 from mailticket.desk.core import DeskCore
 from mailticket.desk.lookalike import Topic, topics
 from mailticket.desk.outages import OutageWork, outage_staff
@@ -130,7 +130,7 @@ class SpikeWatch(DeskCore):
                 break
             rows = self._not_in_outages([r for r in window[topic.key] if r[0] not in taken])
             if len({who for _, who in rows}) >= rule.tickets:
-                return self._form(topic, [n for n, _ in rows], now)
+                return self._form(topic, [n for n, _ in rows], ticket)
         return None
 
     def _taken(self) -> set[int]:
@@ -166,13 +166,13 @@ class SpikeWatch(DeskCore):
                          Outage.state.in_(OutageState.current())).tuples()}
         return [(n, who) for n, who in rows if n not in linked]
 
-    def _form(self, topic: Topic, numbers: list[int], now: datetime) -> Spike | None:
+    def _form(self, topic: Topic, numbers: list[int], tipping: Ticket) -> Spike | None:
         """The spike, and its one alert. Another daemon may have formed it a moment before:
         the unique ``open_key`` refuses the second, which then joins the first instead."""
         tickets = list(Ticket.select(Ticket.number, Ticket.subject, Ticket.requester,
                                      Ticket.agency, Ticket.created_at)
                        .where(Ticket.number.in_(numbers)).order_by(Ticket.number))
-        first = min(t.created_at for t in tickets)
+        first, now = min(t.created_at for t in tickets), tipping.created_at
         try:
             with self.db.atomic():
                 spike = Spike.create(key=topic.key, open_key=topic.key, label=topic.label,
@@ -180,7 +180,7 @@ class SpikeWatch(DeskCore):
                                      first_at=first, last_at=now, alerted_at=now)
         except peewee.IntegrityError:
             other = Spike.get(Spike.open_key == topic.key)
-            self._join(other.number, tickets[-1])
+            self._join(other.number, tipping)
             return None
         self._alert(spike, tickets)
         log.warning("spike #%d: %d look-alike tickets about %r (%s)", spike.number,
@@ -245,3 +245,20 @@ class SpikeOutages(OutageWork):
                       Spike.open_key: spike.key if holder is None or holder.number == number
                       else None}).where(Spike.number == number).execute()
         return outage, linkable, skipped
+
+
+def sweep_spikes(desk: DeskCore, db: peewee.Database, now: datetime) -> str:
+    """The timed job: spikes that stopped standing let go (an open one with no look-alike for
+    ``within`` expired; one whose outage is resolved freed), so the record says what intake
+    would find; and topics older than the window deleted (intake only reads the window)."""
+    since = now - desk.settings.outages.spike.within
+    with transaction(db):
+        expired = (Spike.update({Spike.state: SpikeState.EXPIRED, Spike.open_key: None})
+                   .where(Spike.state == SpikeState.OPEN, Spike.open_key.is_null(False),
+                          Spike.last_at < since).execute())
+        over = Outage.select(Outage.number).where(Outage.state == OutageState.RESOLVED)
+        freed = (Spike.update({Spike.open_key: None})
+                 .where(Spike.state == SpikeState.OUTAGE, Spike.open_key.is_null(False),
+                        Spike.outage.in_(over)).execute())
+        purged = SpikeTopic.delete().where(SpikeTopic.at < since).execute()
+    return f"{expired} spike(s) expired, {freed} freed, {purged} old topic(s) deleted"

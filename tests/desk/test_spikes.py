@@ -186,3 +186,25 @@ def test_one_subject_s_many_word_pairs_make_one_spike_and_one_alert(app, clock):
     [(_, mail)] = alerts()
     assert "'printer floor'" in mail["Subject"]
     assert [s.tickets for s in Spike.select()] == [tickets]
+
+
+def test_the_sweep_expires_spikes_frees_resolved_ones_and_deletes_old_topics(app, clock):
+    from mailticket.jobs import run_job
+    from mailticket.models import SpikeTopic
+
+    five(app, clock)
+    assert run_job("spike-sweep", app.desk, app.db, clock.now) == (
+        "0 spike(s) expired, 0 freed, 0 old topic(s) deleted")
+    later = clock.now + timedelta(minutes=16)
+    assert run_job("spike-sweep", app.desk, app.db, later) == (
+        "1 spike(s) expired, 0 freed, 5 old topic(s) deleted")
+    assert (Spike.get_by_id(1).state, Spike.get_by_id(1).open_key) == ("expired", None)
+    assert SpikeTopic.select().count() == 0
+    clock.now = later
+    five(app, clock, start=5)
+    with transaction(app.db):
+        outage, _, _ = app.desk.outage_from_spike(2, "ada")
+    resolve(app.desk, app.db, outage.number, "ada", "Fixed.")
+    assert run_job("spike-sweep", app.desk, app.db, clock.now).startswith("0 spike(s) expired, "
+                                                                         "1 freed")
+    assert Spike.get_by_id(2).open_key is None
