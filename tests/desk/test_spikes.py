@@ -208,3 +208,20 @@ def test_the_sweep_expires_spikes_frees_resolved_ones_and_deletes_old_topics(app
     assert run_job("spike-sweep", app.desk, app.db, clock.now).startswith("0 spike(s) expired, "
                                                                          "1 freed")
     assert Spike.get_by_id(2).open_key is None
+
+
+def test_an_agent_opens_the_outage_from_the_spike_by_mail(app, clock):
+    from tests.desk.test_procedure import agent_mail
+
+    tickets = five(app, clock)
+    agent_mail(app, tickets[0], "#outage spike 1 Records system down\nOn it.\n", key="s1",
+               sender="Ada Lovelace <ada@desk.example.test>")
+    agent_mail(app, tickets[0], "#outage spike x\n", key="s2",
+               sender="Ada Lovelace <ada@desk.example.test>")
+    reports = [m.get_body(("plain",)).get_content() for m in
+               (email.message_from_bytes(bytes(o.content), policy=default) for o in
+                Outbox.select().where(Outbox.kind == "agent_report").order_by(Outbox.id))]
+    assert "outage #1 opened from spike #1, 5 ticket(s) linked" in reports[0]
+    assert "#outage spike takes the spike's number" in reports[1]
+    assert [link.ticket_id for link in OutageTicket.select().order_by(OutageTicket.ticket)] \
+        == tickets
