@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -48,37 +48,40 @@ def _when(value: Any) -> datetime:
 
 
 # The statements run for every new ticket, prepared once per number of topics (db.Prepared):
-# building peewee's SQL cost more than running it (bench/ingest.py --spike).
-_INSERT: dict[int, Prepared] = {}
-_STANDING: dict[int, Prepared] = {}
-_WINDOW: dict[int, Prepared] = {}
+# building peewee's SQL cost more than running it (bench/README.md, "Spike detection").
+def _per_count(build: Callable[[int], Callable[..., peewee.Query]],
+               arity: Callable[[int], int]) -> Callable[[int], Prepared]:
+    cache: dict[int, Prepared] = {}
+
+    def prepared(count: int) -> Prepared:
+        found = cache.get(count)
+        if found is None:
+            found = cache[count] = Prepared(build(count), arity(count))
+        return found
+    return prepared
 
 
-def _prepared(cache: dict[int, Prepared], n: int) -> Prepared:
-    found = cache.get(n)
-    if found is None:
-        build = {id(_INSERT): lambda *p: SpikeTopic.insert_many(
-                     [p[i:i + 4] for i in range(0, 4 * n, 4)],
-                     fields=[SpikeTopic.ticket, SpikeTopic.key, SpikeTopic.requester,
-                             SpikeTopic.at]).returning(),
-                 id(_STANDING): lambda *p: Spike.select(
-                     Spike.number, Spike.key, Spike.state, Spike.last_at, Outage.state)
-                 .join(Outage, peewee.JOIN.LEFT_OUTER).where(Spike.open_key.in_(list(p))),
-                 id(_WINDOW): lambda *p: SpikeTopic.select(
-                     SpikeTopic.key, SpikeTopic.ticket, SpikeTopic.requester)
-                 .where(SpikeTopic.key.in_(list(p[:n])) & (SpikeTopic.at >= p[n]))
-                 .order_by(SpikeTopic.at, SpikeTopic.ticket)}[id(cache)]
-        arity = {id(_INSERT): 4 * n, id(_STANDING): n, id(_WINDOW): n + 1}[id(cache)]
-        found = cache[n] = Prepared(build, arity)
-    return found
-
-
+_insert_topics = _per_count(
+    lambda count: lambda *p: SpikeTopic.insert_many(
+        [p[i:i + 4] for i in range(0, 4 * count, 4)],
+        fields=[SpikeTopic.ticket, SpikeTopic.key, SpikeTopic.requester, SpikeTopic.at])
+    .returning(), lambda count: 4 * count)
+_standing = _per_count(
+    lambda count: lambda *keys: Spike.select(
+        Spike.number, Spike.key, Spike.state, Spike.last_at, Outage.state)
+    .join(Outage, peewee.JOIN.LEFT_OUTER).where(Spike.open_key.in_(list(keys))),
+    lambda count: count)
+_window = _per_count(
+    lambda count: lambda *p: SpikeTopic.select(
+        SpikeTopic.key, SpikeTopic.ticket, SpikeTopic.requester)
+    .where(SpikeTopic.key.in_(list(p[:count])) & (SpikeTopic.at >= p[count]))
+    .order_by(SpikeTopic.at, SpikeTopic.ticket), lambda count: count + 1)
 _MEMBERS = Prepared(lambda n: Spike.select(Spike.tickets, Spike.last_at)
                     .where(Spike.number == n), 1)
 _MEMBERS_LOCKED = Prepared(lambda n: Spike.select(Spike.tickets, Spike.last_at)
                            .where(Spike.number == n).for_update(), 1)
-_JOIN = Prepared(lambda t, at, n: Spike.update({Spike.tickets: peewee.Value(t), Spike.last_at: at})
-                 .where(Spike.number == n), 3)
+_JOIN = Prepared(lambda t, at, n: Spike.update({Spike.tickets: peewee.Value(t),
+                                                Spike.last_at: at}).where(Spike.number == n), 3)
 
 
 def spike_staff(settings: Settings) -> list[str]:
@@ -102,12 +105,10 @@ class SpikeWatch(DeskCore):
         since = now - rule.within
         requester = (ticket.requester or "").lower()
         keys = [t.key for t in found]
-        n = len(keys)
-        _prepared(_INSERT, n).execute(self.db, *(value for key in keys
-                                                 for value in (ticket.number, key, requester,
-                                                               now)))
+        _insert_topics(len(keys)).execute(self.db, *(value for key in keys for value in (
+            ticket.number, key, requester, now)))
         standing = {row[1]: _Standing(*row) for row in
-                    _prepared(_STANDING, n).execute(self.db, *keys).fetchall()}
+                    _standing(len(keys)).execute(self.db, *keys).fetchall()}
         for topic in found:  # a ticket joins one spike at most: the first still standing
             spike = standing.get(topic.key)
             if spike is not None and self._still_stands(spike, since):
@@ -115,7 +116,7 @@ class SpikeWatch(DeskCore):
                     self._join(spike.number, ticket)
                 return None
         window: dict[str, list[tuple[int, str]]] = {}
-        for key, number, who in _prepared(_WINDOW, n).execute(self.db, *keys, since).fetchall():
+        for key, number, who in _window(len(keys)).execute(self.db, *keys, since).fetchall():
             window.setdefault(key, []).append((number, who))
         tipping = [(len({who for _, who in window.get(t.key, [])}), -i, t)
                    for i, t in enumerate(found)]
@@ -130,7 +131,7 @@ class SpikeWatch(DeskCore):
                 break
             rows = self._not_in_outages([r for r in window[topic.key] if r[0] not in taken])
             if len({who for _, who in rows}) >= rule.tickets:
-                return self._form(topic, [n for n, _ in rows], ticket)
+                return self._form(topic, [number for number, _ in rows], ticket)
         return None
 
     def _taken(self) -> set[int]:
