@@ -50,6 +50,15 @@ class UnknownOutage(InvalidRequest):
         super().__init__(f"no outage #{number}")
 
 
+class UnknownSpike(InvalidRequest):
+    """A spike number that does not exist (the number in a spike alert's command)."""
+
+    def __init__(self, number: int):
+        self.number = number
+        super().__init__(f"no spike #{number} (its number is in the alert's subject and "
+                         "command: mailticket outage open TITLE --from-spike N)")
+
+
 def describe(exc: BaseException, limit: int = 2000, *, text: str | None = None,
              prefix: bool | None = None) -> str:
     """One line about an error for a log, a quarantine row or an outbox row.

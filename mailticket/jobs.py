@@ -15,6 +15,7 @@ import peewee
 from mailticket.db import transaction
 from mailticket.desk.jobs import auto_close, sla_check
 from mailticket.desk.outages import resume_resolves
+from mailticket.desk.spikes import sweep_spikes
 from mailticket.desk.tickets import Desk
 from mailticket.models import Setting
 from mailticket.reports.runner import run_due
@@ -37,6 +38,9 @@ JOBS = {
                       "sla.verify_close_after", auto_close),
     "outage-resolve": Job("outage-resolve", 60, "finish resolving outages left resolving "
                           "(e.g. by a process stopped mid-resolve)", resume_resolves),
+    "spike-sweep": Job("spike-sweep", 300, "let spikes that stopped standing go (expired, or "
+                       "their outage resolved) and delete topics older than outages.spike.within",
+                       sweep_spikes),
     "reports": Job("reports", 60, "send each status report once per slot (late within "
                    "reports.grace, else skipped)", run_due),
 }

@@ -25,6 +25,8 @@ from mailticket.models import (
     ReportRun,
     SchemaVersion,
     Setting,
+    Spike,
+    SpikeTopic,
     Ticket,
 )
 
@@ -141,4 +143,9 @@ def _v6(db: peewee.Database) -> None:
                          text=f"made from ticket #{number}, flagged as an incident (schema v6)")
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(db: peewee.Database) -> None:
+    """Spike detection (issue 11, part 3): new tickets' topics, and the spikes alerted."""
+    db.create_tables([SpikeTopic, Spike], safe=True)
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]

@@ -303,9 +303,39 @@ class OutageTicket(BaseModel):
         indexes = ((("outage", "ticket"), True),)
 
 
+class SpikeTopic(BaseModel):
+    """A new ticket's topics (desk/lookalike.py), written at intake: the window spike
+    detection counts, by key and time (one indexed read)."""
+
+    ticket = peewee.ForeignKeyField(Ticket, backref="topics", index=True)
+    key = peewee.CharField(max_length=200)
+    requester = peewee.TextField()   # lower case: spikes count distinct users
+    at = peewee.DateTimeField()      # the ticket's created_at (the desk's clock)
+
+    class Meta:
+        indexes = ((("key", "at"), False),)
+
+
+class Spike(BaseModel):
+    """Look-alike new tickets that suggested an outage: alerted once. ``open_key`` is the
+    topic's key while the spike stands for it (open, or opened as an outage not yet resolved)
+    and NULL after: unique, so two daemons cannot both alert about one spike."""
+
+    number = peewee.AutoField()
+    key = peewee.CharField(max_length=200, index=True)
+    open_key = peewee.CharField(max_length=200, null=True, unique=True)
+    label = peewee.TextField()
+    state = peewee.CharField(max_length=16, index=True)  # vocabulary.SpikeState
+    tickets = JSONField(default=list)                     # ticket numbers, in arrival order
+    first_at = peewee.DateTimeField()                     # the first ticket's created_at
+    last_at = peewee.DateTimeField()                      # the latest ticket's created_at
+    alerted_at = peewee.DateTimeField()
+    outage = peewee.ForeignKeyField(Outage, null=True)
+
+
 ALL_MODELS = [Ticket, Message, Attachment, Event, Outbox, Quarantine, IntakeKey, MailboxState,
               Setting, ReportRun, PortalRevocation, PortalRequest, Outage, OutageLog,
-              OutageTicket]
+              OutageTicket, SpikeTopic, Spike]
 
 THREAD_KEY = "thread_key"
 PORTAL_KEY = "portal_key"

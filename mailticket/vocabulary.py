@@ -92,5 +92,13 @@ class OutageState(enum.StrEnum):
         return (cls.OPEN, cls.RESOLVING)
 
 
+class SpikeState(enum.StrEnum):
+    """A spike of look-alike new tickets (desk/spikes.py)."""
+
+    OPEN = "open"        # alerted; look-alikes still join it while they come within the window
+    OUTAGE = "outage"    # an outage was opened from it (outage open --from-spike)
+    EXPIRED = "expired"  # no look-alike came within the window: the next ones form a new spike
+
+
 SYSTEM_ACTOR = "mailticket"  # the actor of what the desk does by itself (jobs, links)
 PORTAL_SOURCE = "portal"     # the intake source of what users submit on the portal

@@ -310,7 +310,7 @@ def test_other_channels_whois_jobs_and_list_filters(capsys, tmp_path, database_u
     assert "sla-check" in out and "2030-01-07T12:00:00 0 warned, 2 overdue" in out
     code, _, err = run(capsys, "--config", config, "jobs", "run", "nope")
     assert code == cli.EXIT_FAILED and err == "mailticket: no job 'nope' (jobs: sla-check, " \
-                                              "auto-close, outage-resolve, reports)\n"
+                                              "auto-close, outage-resolve, spike-sweep, reports)\n"
 
 
 @pytest.mark.parametrize("args", [

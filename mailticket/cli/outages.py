@@ -44,8 +44,12 @@ def add_commands(commands: Commands) -> None:
                          metavar="AGENCY", help="limit the scope to an agency of the "
                                                 "directory (name or code); repeatable")
     opening.add_argument("--public", default="", metavar="TEXT", help="what users are told")
-    opening.add_argument("--from-ticket", type=ticket_number, metavar="N",
-                         help="the ticket it was seen in: linked to it")
+    source = opening.add_mutually_exclusive_group()
+    source.add_argument("--from-ticket", type=ticket_number, metavar="N",
+                        help="the ticket it was seen in: linked to it")
+    source.add_argument("--from-spike", type=outage_number, metavar="ID",
+                        help="the spike of look-alike tickets it was alerted as (the alert "
+                             "names it): its tickets not closed nor in another outage linked")
     _add_advice(opening)
     add_actor(opening)
     opening.set_defaults(handler=open_outage)
@@ -188,14 +192,25 @@ def show_outage(app: App, args: argparse.Namespace) -> int:
 
 def open_outage(app: App, args: argparse.Namespace) -> int:
     who = actor(args)
+    linked = ""
     with transaction(app.db):
-        outage = app.desk.open_outage(who, args.title, applications=args.apps,
-                                      agencies=args.agencies, public_text=args.public,
-                                      from_ticket=args.from_ticket)
+        if args.from_spike:
+            outage, tickets, skipped = app.desk.outage_from_spike(
+                args.from_spike, who, args.title, applications=args.apps,
+                agencies=args.agencies, public_text=args.public)
+            linked = (f"; from spike #{args.from_spike}: "
+                      + (", ".join(f"#{n}" for n in tickets) or "no ticket") + " linked"
+                      + (" (left out, closed or in another outage: "
+                         + ", ".join(f"#{n}" for n in skipped) + ")" if skipped else ""))
+        else:
+            outage = app.desk.open_outage(who, args.title, applications=args.apps,
+                                          agencies=args.agencies, public_text=args.public,
+                                          from_ticket=args.from_ticket)
+            if args.from_ticket:
+                linked = f"; ticket #{args.from_ticket} linked"
         advised = _advise(app, args, outage.number, who)
     told = app.desk.outage_staff()
-    print(f"outage #{outage.number} opened: {outage.title}"
-          + (f"; ticket #{args.from_ticket} linked" if args.from_ticket else "")
+    print(f"outage #{outage.number} opened: {outage.title}" + linked
           + (f"; told {', '.join(told)}" if told else "; nobody to tell (no lead, "
              "outages.notify or desk.alerts_to)") + advised)
     return EXIT_OK

@@ -1,6 +1,7 @@
 """The ``outages:`` settings: who is told at once when an outage is opened and resolved, the
 partners advised of it, the applications an outage may name (with the names agents use for
-them and the systems related to them), and the spike that suggests an outage (issue 11, part 2).
+them and the systems related to them), and the spike of look-alike new tickets that suggests an
+outage (desk/spikes.py).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class Application:
 
 @dataclass(frozen=True)
 class Spike:
-    """So many new tickets so fast suggest an outage (used by part 2 of issue 11)."""
+    """So many look-alike new tickets (desk/lookalike.py) from distinct users so fast suggest an
+    outage: the lead, outages.notify and the desk groups get one alert (desk/spikes.py)."""
 
-    tickets: int = setting(v.integer(2), 5, help="new tickets about one application...")
+    tickets: int = setting(v.integer(2), 5,
+                           help="look-alike new tickets from distinct users...")
     within: timedelta = setting(v.plain_duration, timedelta(minutes=15),
                                 help="...within this long")
 

@@ -1,5 +1,5 @@
 """Commands an agent writes at the top of a mail to the desk (``#assign alice``, ``#escalate
-network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``, ``#outage ID|open``,
+network``, ``#resolve``, ``#close``, ``#status open``, ``#comment``, ``#outage ID|open|spike``,
 ``#incident``): how they are read, and the table ``COMMANDS`` of what each one is (name,
 argument rule, the desk operation it runs, its help line).
 
@@ -130,14 +130,23 @@ def _incident(run: Run) -> str:
 
 
 def _outage(run: Run) -> str:
-    """``#outage ID`` links the ticket; ``#outage open [TITLE]`` opens one from it."""
+    """``#outage ID`` links the ticket; ``#outage open [TITLE]`` opens one from it;
+    ``#outage spike ID [TITLE]`` opens one from a spike alert (desk/spikes.py)."""
     word, _, rest = run.argument.partition(" ")
     if word.lower() == "open":
         outage = run.desk.outage_from_ticket(run.number, run.actor, rest.strip())
         return f"outage #{outage.number} opened from this ticket; the lead is told"
+    if word.lower() == "spike":
+        spike, _, title = rest.strip().partition(" ")
+        if not spike.lstrip("#").isdigit():
+            raise InvalidRequest("#outage spike takes the spike's number: #outage spike ID")
+        outage, linked, _ = run.desk.outage_from_spike(int(spike.lstrip("#")), run.actor,
+                                                       title.strip())
+        return (f"outage #{outage.number} opened from spike #{int(spike.lstrip('#'))}, "
+                f"{len(linked)} ticket(s) linked; the lead is told")
     number = word.lstrip("#")
     if not number.isdigit():
-        raise InvalidRequest(f"#outage takes an outage number or open, not {word!r}")
+        raise InvalidRequest(f"#outage takes an outage number, open or spike, not {word!r}")
     run.desk.link_tickets(int(number), run.actor, [run.number])
     return f"linked to outage #{int(number)}"
 
@@ -156,8 +165,9 @@ COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in (
     CommandSpec("status", "#status open|resolved|closed", "set the ticket's status", _status),
     CommandSpec("comment", "#comment", "keep the text as an internal note, not sent to the user",
                 _comment),
-    CommandSpec("outage", "#outage ID | #outage open [TITLE]",
-                "link the ticket to outage ID, or open an outage from it (the lead is told)",
+    CommandSpec("outage", "#outage ID | #outage open [TITLE] | #outage spike ID [TITLE]",
+                "link the ticket to outage ID, or open an outage from it or from a spike "
+                "alert's tickets (the lead is told)",
                 _outage, needs_argument="#outage needs an outage number or open: #outage ID"),
     CommandSpec("incident", "#incident",
                 "open an outage from the ticket (as #outage open)", _incident),

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from mailticket.desk.core import Arrival, DeskCore, real_id, ticket_context, view
+from mailticket.desk.core import Arrival, real_id, ticket_context, view
+from mailticket.desk.spikes import SpikeWatch
 from mailticket.desk.views import TicketView
 from mailticket.mail.bounces import BounceReport
 from mailticket.mail.compose import Recipient
@@ -26,7 +27,7 @@ from mailticket.vocabulary import (
 log = logging.getLogger(__name__)
 
 
-class MailIn(DeskCore):
+class MailIn(SpikeWatch):
     # --- lookups (the route.Lookup protocol) -------------------------------------------------
 
     def ticket(self, number: int) -> TicketView | None:
@@ -71,6 +72,7 @@ class MailIn(DeskCore):
                 references=[r for r in mail.references if real_id(r)],
                 auto_reply=True,
             )
+        self.watch_for_spike(ticket, mail.body)  # desk/spikes.py: one alert per spike
         return message
 
     def follow_up(self, number: int, arrival: Arrival) -> Message:

@@ -102,6 +102,14 @@ def impact(outage: Outage, settings: Settings) -> Impact:
                   related=tuple(related))
 
 
+def outage_staff(settings: Settings) -> list[str]:
+    """Who is told of outages: the lead (level 3 groups) and ``outages.notify``; else
+    ``desk.alerts_to``."""
+    lead = [a for g in settings.process.groups if g.level == 3 for a in g.recipients]
+    to = list(dict.fromkeys(a.lower() for a in [*lead, *settings.outages.notify]))
+    return to or list(settings.desk.alerts_to)
+
+
 def outage_context(outage: Outage) -> dict[str, Any]:
     """What the templates see of an outage."""
     return {"number": outage.number, "title": outage.title,
@@ -132,9 +140,9 @@ class OutageWork(AgentWork):
 
     def open_outage(self, actor: str, title: str, *, applications: Sequence[str] = (),
                     agencies: Sequence[str] = (), public_text: str = "",
-                    from_ticket: int | None = None) -> Outage:
-        """A new open outage (optionally with the ticket it was seen in linked); the lead and
-        ``outages.notify`` are told at once, with the current figures."""
+                    from_ticket: int | None = None, tickets: Sequence[int] = ()) -> Outage:
+        """A new open outage (optionally with the ticket it was seen in, or ``tickets``,
+        linked); the lead and ``outages.notify`` are told at once, with the current figures."""
         title = " ".join((title or "").split())[:300]
         if not title:
             raise InvalidRequest("the outage's title is empty")
@@ -148,6 +156,8 @@ class OutageWork(AgentWork):
         self._outage_log(outage, actor, f"opened: {title}")
         if from_ticket is not None:
             self._link(outage, actor, from_ticket)
+        for number in tickets:
+            self._link(outage, actor, number)
         self._tell_staff("outage_opened", outage)
         log.info("outage #%d opened by %s: %s", outage.number, actor, title)
         return outage
@@ -355,11 +365,7 @@ class OutageWork(AgentWork):
                                    "impact": impact(outage, self.settings).as_dict(), **extra})
 
     def outage_staff(self) -> list[str]:
-        """Who is told of outages: the lead (level 3 groups) and ``outages.notify``; else
-        ``desk.alerts_to``."""
-        lead = [a for g in self.settings.process.groups if g.level == 3 for a in g.recipients]
-        to = list(dict.fromkeys(a.lower() for a in [*lead, *self.settings.outages.notify]))
-        return to or list(self.settings.desk.alerts_to)
+        return outage_staff(self.settings)
 
     def _application(self, given: str) -> str:
         given = " ".join(given.split())

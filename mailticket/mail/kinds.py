@@ -18,6 +18,7 @@ from mailticket.mail.samples import (
     REPORT_SAMPLE,
     SAMPLE_DESK,
     SAMPLE_TICKET,
+    SPIKE_SAMPLE,
 )
 
 
@@ -92,6 +93,9 @@ _ROWS = (
         "impact": {**OUTAGE_IMPACT_SAMPLE, "open_tickets": 0}}),
     MailKind("outage_advice", Audience.LIST, sample={
         "ticket": None, "outage": OUTAGE_SAMPLE, "audience": "partners"}),
+    # Spike detection (desk/spikes.py): look-alike new tickets, one alert per spike to the
+    # lead, outages.notify and the desk groups. Not capped: one per spike by construction.
+    MailKind("outage_spike", Audience.STAFF, sample={"ticket": None, "spike": SPIKE_SAMPLE}),
 )
 
 MAIL_KINDS: dict[str, MailKind] = {row.name: row for row in _ROWS}

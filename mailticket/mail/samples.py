@@ -83,3 +83,14 @@ OUTAGE_IMPACT_SAMPLE = {
     "users": 15, "agencies": [{"name": "Springfield Police Department", "count": 13},
                               {"name": "(no agency)", "count": 1}],
     "reach": "beyond its scope", "outside": 1, "related": ["portal", "notifications"]}
+
+SPIKE_SAMPLE = {
+    "number": 3, "label": "records system", "count": 2, "minutes": 12,
+    "first_at": datetime(2026, 1, 12, 16, 2), "last_at": datetime(2026, 1, 12, 16, 14),
+    "tickets": [{"number": 41, "subject": "Records system down?", "requester":
+                 "cop@spd.example.gov", "agency": "Springfield Police Department"},
+                {"number": 44, "subject": "RMS will not load", "requester":
+                 "clerk@example.org", "agency": ""}],
+    "agencies": [{"name": "Springfield Police Department", "count": 1},
+                 {"name": "(no agency)", "count": 1}],
+    "command": 'mailticket outage open "records system" --from-spike 3'}

@@ -336,7 +336,7 @@ def test_agents_link_and_open_outages_by_mail_and_users_cannot(app):
     assert f"#outage {outage.number}: linked to outage #{outage.number}" in reports[0]
     assert f"outage #{opened.number} opened from this ticket" in reports[1]
     assert "#outage 999: not done: no outage #999" in reports[2]
-    assert "#outage soon: not done: #outage takes an outage number or open" in reports[3]
+    assert "#outage soon: not done: #outage takes an outage number, open or spike" in reports[3]
     # The same line from the requester is words to the desk, never a command.
     app.pipeline.process_batch([RawMail("test", "u1", make_mail(
         subject=f"Re: [DESK #{number}] Network is slow", sender="Cop <cop@spd.example.gov>",
