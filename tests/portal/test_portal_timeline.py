@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from mailticket.db import transaction
 from mailticket.jobs import run_job
 from mailticket.models import Attachment, Message, Ticket
 from tests.portal.desk_steps import (
@@ -53,7 +54,7 @@ def portal_desk_options():
 def busy_ticket(portal) -> int:
     """Ann's ticket (Bob in copy) with everything a ticket collects: public mail and replies
     with files, and everything that is not for users: SLA warning and breach, escalation,
-    assignment, an incident mark, an agent's #comment, a note to the comment address,
+    assignment, an outage (no public text yet), an agent's #comment, a note to the comment address,
     tagged mail from an outsider, a reply from someone Bob forwarded our mail to, an
     out-of-office reply, and the staff notices all of these sent. Then it is resolved."""
     number = new_ticket(portal, sender=f"Ann User <{ANN}>", cc=f"Bob <{BOB}>",
@@ -67,7 +68,9 @@ def busy_ticket(portal) -> int:
     act(portal, "escalate", number, "Ada Lovelace", "network",
         "SECRET-ESCALATION the switch port on floor 3 is dead")
     act(portal, "assign", number, "Ada Lovelace", "nora")
-    act(portal, "set_incident", number, "Ada Lovelace", True)
+    with transaction(portal.app.db):  # an outage with no public text yet: the desk's own
+        portal.app.desk.open_outage("Ada Lovelace", "SECRET-OUTAGE printers on floor 3",
+                                    from_ticket=number)
     reply_to(portal, number, f"Ada Lovelace <{ADA}>", "PUBLIC-REPLY-ADA Please restart it.\n",
              cc=f"Nora Net <{NORA}>",
              attachments=[("desk-guide.pdf", "application/pdf", b"%PDF-1.4 guide")])
