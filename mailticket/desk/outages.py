@@ -23,7 +23,14 @@ from mailticket.config import Settings
 from mailticket.config.directory.entries import fold
 from mailticket.db import transaction
 from mailticket.desk.agent_work import AgentWork
-from mailticket.desk.core import excerpt, required_text, ticket_context
+from mailticket.desk.core import (  # noqa: F401 (scope_text: the CLI's)
+    ALL_USERS,
+    excerpt,
+    outage_context,
+    required_text,
+    scope_text,
+    ticket_context,
+)
 from mailticket.errors import InvalidRequest, UnknownOutage
 from mailticket.mail.compose import Recipient
 from mailticket.models import Outage, OutageLog, OutageTicket, Ticket
@@ -33,7 +40,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200  # tickets closed per transaction when an outage is resolved
 
-ALL_USERS, SUBSET, BEYOND_SCOPE = "all users", "subset", "beyond its scope"
+SUBSET, BEYOND_SCOPE = "subset", "beyond its scope"
 NO_AGENCY = "(no agency)"
 
 
@@ -100,20 +107,6 @@ def impact(outage: Outage, settings: Settings) -> Impact:
     return Impact(tickets=len(rows), open_tickets=open_tickets, channels=by_channel,
                   users=len(users), agencies=tuple(by_agency), reach=reach, outside=outside,
                   related=tuple(related))
-
-
-def outage_context(outage: Outage) -> dict[str, Any]:
-    """What the templates see of an outage."""
-    return {"number": outage.number, "title": outage.title,
-            "applications": list(outage.applications or ()),
-            "agencies": list(outage.agencies or ()),
-            "scope": scope_text(outage), "public_text": outage.public_text,
-            "state": outage.state, "opened_at": outage.opened_at, "opened_by": outage.opened_by,
-            "resolution": outage.resolution, "resolved_at": outage.resolved_at}
-
-
-def scope_text(outage: Outage) -> str:
-    return "agencies: " + ", ".join(outage.agencies) if outage.agencies else ALL_USERS
 
 
 class OutageWork(AgentWork):

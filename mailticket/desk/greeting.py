@@ -1,0 +1,125 @@
+"""The automated greeting: a new ticket that matches an open outage is linked to it (by the desk,
+in the new ticket's transaction) and its acknowledgement tells the user that the desk knows.
+
+The rule (``best_match``, pure) is that a ticket matches an open outage when it falls within
+everything the outage says about itself:
+
+- an outage that names applications matches only a ticket whose subject or body names one of
+  them: its key or one of its ``outages.applications`` names, as a whole word or phrase, in
+  any case ("RMS" matches "the rms is down", not "farms");
+- an outage with a scope (agencies) matches only a ticket whose requester's agency, from the
+  directory, is in it; a requester of no known agency is not in any scope;
+- an outage that names neither (every user, no application) matches nothing: it would take in
+  every request the desk gets while it is open, and close them all when it is resolved. Agents
+  link tickets to it by hand.
+
+Only ``open`` outages match: one ``resolving`` is fixed already. When several match, the ticket
+is linked to one, the most specific (it matched both an application and a scope, then an
+application, then a scope), and among those the most recently opened: a ticket is closed when
+its outage is resolved, so it must not be closed by another outage's fix while its own goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mailticket.config import Settings
+from mailticket.config.directory.entries import fold
+from mailticket.db import Prepared
+from mailticket.desk.core import DeskCore, outage_context
+from mailticket.models import Outage, OutageLog, OutageTicket, Ticket
+from mailticket.vocabulary import SYSTEM_ACTOR, OutageState
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An open outage as the rule sees it: its number, when it was opened, the names each of its
+    applications answers to, and its scope (folded agency names; empty: every agency)."""
+
+    number: int
+    opened_at: datetime
+    names: tuple[tuple[str, ...], ...]
+    scope: frozenset[str]
+
+
+def candidate(outage: Outage, settings: Settings) -> Candidate:
+    names = []
+    for name in outage.applications or ():
+        app = settings.outages.application(name)
+        names.append((app.name, *app.names) if app else (name,))
+    return Candidate(outage.number, outage.opened_at, tuple(names),
+                     frozenset(fold(a) for a in outage.agencies or ()))
+
+
+@functools.lru_cache(maxsize=256)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of ``names`` as a whole word or phrase (any case, any run of spaces between words).
+    The names come from the config or an agent, never from the mail, and are escaped anyway."""
+    words = sorted((n.split() for n in names if n.split()), key=len, reverse=True)
+    phrases = "|".join(r"\s+".join(re.escape(w) for w in phrase) for phrase in words)
+    return re.compile(rf"(?<!\w)(?:{phrases})(?!\w)", re.IGNORECASE)
+
+
+def matches(outage: Candidate, subject: str, body: str, agency: str | None) -> int:
+    """How specifically the ticket matches ``outage``: 0 not at all, 1 by one of application or
+    scope, 2 by both (the outage named both)."""
+    if not outage.names and not outage.scope:
+        return 0
+    if outage.scope and (agency is None or fold(agency) not in outage.scope):
+        return 0
+    if outage.names:
+        named = any(_names_pattern(names).search(subject) or _names_pattern(names).search(body)
+                    for names in outage.names)
+        if not named:
+            return 0
+    return 2 if outage.names and outage.scope else 1
+
+
+def best_match(outages: Sequence[Candidate], subject: str, body: str,
+               agency: str | None) -> Candidate | None:
+    """The one open outage a new ticket is linked to, or None (the rule is the module's)."""
+    scored = [(score, bool(o.names), o.opened_at, o.number, o) for o in outages
+              if (score := matches(o, subject, body, agency))]
+    return max(scored, key=lambda s: s[:4])[4] if scored else None
+
+
+_OPEN = Prepared(lambda state: Outage.select(*Outage._meta.sorted_fields)
+                 .where(Outage.state == state), 1)
+
+
+def open_outages(db: Any) -> list[Outage]:
+    """The open outages: one query on the indexed state, usually answering no row."""
+    fields = Outage._meta.sorted_fields
+    found = []
+    for row in _OPEN.execute(db, OutageState.OPEN.value).fetchall():
+        outage = Outage(**{f.name: f.python_value(value) for f, value in zip(fields, row)})
+        outage._dirty.clear()
+        found.append(outage)
+    return found
+
+
+def greet(desk: DeskCore, ticket: Ticket, subject: str, body: str) -> dict[str, Any] | None:
+    """Link the new ``ticket`` to the open outage it matches, if any, in the caller's
+    transaction (its history and the outage's log say so); what its acknowledgement tells the
+    user of the outage (the templates' ``outage``), or None."""
+    outages = open_outages(desk.db)
+    if not outages:
+        return None
+    by_number = {o.number: o for o in outages}
+    best = best_match([candidate(o, desk.settings) for o in outages], subject, body,
+                      ticket.agency)
+    if best is None:
+        return None
+    outage = by_number[best.number]
+    now = desk.clock()
+    OutageTicket.create(outage=outage, ticket=ticket, linked_at=now, linked_by=SYSTEM_ACTOR)
+    desk._event(ticket, SYSTEM_ACTOR, "outage",
+                f"linked to outage #{outage.number} automatically: {outage.title}")
+    OutageLog.create(outage=outage, at=now, author=SYSTEM_ACTOR,
+                     text=f"linked new ticket #{ticket.number} automatically")
+    return outage_context(outage)
