@@ -105,21 +105,38 @@ def open_outages(db: Any) -> list[Outage]:
 
 def greet(desk: DeskCore, ticket: Ticket, subject: str, body: str) -> dict[str, Any] | None:
     """Link the new ``ticket`` to the open outage it matches, if any, in the caller's
-    transaction (its history and the outage's log say so); what its acknowledgement tells the
-    user of the outage (the templates' ``outage``), or None."""
-    outages = open_outages(desk.db)
-    if not outages:
+    transaction (its history and the outage's log say so). What its acknowledgement tells the
+    user of the outage (the templates' ``outage``): None when it matched none, or when the
+    outage has no public text yet (the desk has not said what users are told; its title may
+    be another user's subject)."""
+    candidates = [candidate(o, desk.settings) for o in open_outages(desk.db)]
+    while candidates:
+        best = best_match(candidates, subject, body, ticket.agency)
+        if best is None:
+            return None
+        outage = _still_open(desk, best.number)
+        if outage is not None:
+            break
+        candidates.remove(best)
+    else:
         return None
-    by_number = {o.number: o for o in outages}
-    best = best_match([candidate(o, desk.settings) for o in outages], subject, body,
-                      ticket.agency)
-    if best is None:
-        return None
-    outage = by_number[best.number]
     now = desk.clock()
     OutageTicket.create(outage=outage, ticket=ticket, linked_at=now, linked_by=SYSTEM_ACTOR)
     desk._event(ticket, SYSTEM_ACTOR, "outage",
                 f"linked to outage #{outage.number} automatically: {outage.title}")
     OutageLog.create(outage=outage, at=now, author=SYSTEM_ACTOR,
                      text=f"linked new ticket #{ticket.number} automatically")
-    return outage_context(outage)
+    return outage_context(outage) if outage.public_text else None
+
+
+def _still_open(desk: DeskCore, number: int) -> Outage | None:
+    """The outage read again, and on PostgreSQL share-locked until the transaction ends, when
+    it is still open. A resolve marks it resolving under an update lock: it waits for this
+    ticket's transaction (and then closes the ticket with the rest), or this waits for the
+    resolve and sees it is no longer open; so no ticket is linked after its outage's resolve
+    has counted its tickets. Several intakes share the lock and do not wait for each other."""
+    query = Outage.select().where(Outage.number == number)
+    if desk.db.for_update:
+        query = query.for_update("FOR SHARE")
+    found = query.first()
+    return found if found is not None and found.state == OutageState.OPEN else None

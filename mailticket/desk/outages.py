@@ -195,14 +195,23 @@ class OutageWork(AgentWork):
         self._changed(outage)
         return done
 
-    def update_outage(self, number: int, actor: str, public_text: str,
-                      notify: bool = False) -> int:
-        """Replace what users are told; with ``notify`` each linked ticket not closed gets one
-        mail (to its requester and Cc's, threaded on it). How many tickets were told."""
+    def update_outage(self, number: int, actor: str, public_text: str | None,
+                      notify: bool = False, title: str | None = None) -> int:
+        """Replace what users are told (``public_text``, and the ``title``, both public: on the
+        portal and in acknowledgements; None leaves one as it is); with ``notify`` each linked
+        ticket not closed gets one mail (to its requester and Cc's, threaded on it). How many
+        tickets were told."""
         outage = self._open(number)
-        outage.public_text = required_text(public_text, "public")
+        if title is not None:
+            title = " ".join(title.split())[:300]
+            if not title:
+                raise InvalidRequest("the outage's title is empty")
+            outage.title = title
+            self._outage_log(outage, actor, f"title: {title}")
+        if public_text is not None or title is None:
+            outage.public_text = required_text(public_text or "", "public")
+            self._outage_log(outage, actor, f"public text: {excerpt(outage.public_text)}")
         self._changed(outage)
-        self._outage_log(outage, actor, f"public text: {excerpt(outage.public_text)}")
         if not notify:
             return 0
         told = 0

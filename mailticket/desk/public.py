@@ -186,26 +186,32 @@ class PublicOutage:
         return self.state != OutageState.OPEN
 
 
-_OUTAGES = Prepared(lambda a, b, c, since, most: Outage.select(
+_OUTAGES = Prepared(lambda none, a, b, c, since, most: Outage.select(
     Outage.number, Outage.title, Outage.applications, Outage.public_text, Outage.resolution,
     Outage.state, Outage.opened_at, Outage.updated_at, Outage.resolved_at).where(
-        Outage.state.in_([a, b]) | ((Outage.state == c) & (Outage.resolved_at >= since)))
-    .order_by(Outage.opened_at.desc(), Outage.number.desc()).limit(most), 5)
+        (Outage.public_text != none)
+        & (Outage.state.in_([a, b]) | ((Outage.state == c) & (Outage.resolved_at >= since))))
+    .order_by(Outage.opened_at.desc(), Outage.number.desc()).limit(most), 6)
 
 
 def outages(now: datetime) -> list[PublicOutage]:
     """The outages the portal shows at ``now`` (the desk's clock): those open or being resolved,
-    then those resolved within ``RESOLVED_SHOWN``; the newest first in each."""
+    then those resolved within ``RESOLVED_SHOWN``; the newest first in each.
+
+    Only those with a public text: that text is the desk telling users, and until it does,
+    nothing of the outage is public (its title may be a user's subject: one opened from a
+    ticket takes it). Resolving or resolved, the text shown is the resolution."""
     found = []
     columns = (Outage.number, Outage.title, Outage.applications, Outage.public_text,
                Outage.resolution, Outage.state, Outage.opened_at, Outage.updated_at,
                Outage.resolved_at)
-    for row in _OUTAGES.execute(Outage._meta.database, OutageState.OPEN, OutageState.RESOLVING,
-                                OutageState.RESOLVED, now - RESOLVED_SHOWN, 50):
+    for row in _OUTAGES.execute(Outage._meta.database, "", OutageState.OPEN,
+                                OutageState.RESOLVING, OutageState.RESOLVED,
+                                now - RESOLVED_SHOWN, 50):
         (number, title, applications, public_text, resolution, state, opened_at, updated_at,
          resolved_at) = (f.python_value(v) for f, v in zip(columns, row))
         text = public_text if state == OutageState.OPEN else (resolution or public_text)
-        found.append(PublicOutage(number, title, tuple(applications or ()), text or "", state,
+        found.append(PublicOutage(number, title, tuple(applications or ()), text, state,
                                   opened_at, updated_at, resolved_at))
     found.sort(key=lambda o: o.state == OutageState.RESOLVED)  # stable: newest first in each
     return found

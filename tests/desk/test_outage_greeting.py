@@ -150,3 +150,53 @@ def test_follow_ups_and_agents_mail_are_not_linked(app):
         body="RMS still down.\n"))])
     assert linked(records.number) == [again]
     assert len(mails("ack")) == 2
+
+
+def test_an_outage_without_public_text_links_but_says_nothing_yet(app):
+    records = act(app, "open_outage", "ada", "Ann's RMS search fails", applications=["records"])
+    number = new_ticket(app, "RMS is down")
+    assert linked(records.number) == [number]
+    assert "We already know" not in greeted(number)[0]  # its title may be a user's words
+    act(app, "update_outage", records.number, "ada", None, title="Records system down")
+    act(app, "update_outage", records.number, "ada", "Searches fail.")
+    later = new_ticket(app, "RMS is down", sender="Bob <bob@example.org>")
+    assert "Records system down" in greeted(later)[0] and "Searches fail." in greeted(later)[0]
+
+
+def test_a_ticket_is_not_linked_to_an_outage_whose_resolve_began_meanwhile(app):
+    """PostgreSQL, several processes: a resolve marks the outage resolving under an update
+    lock; intake, which read it as open, waits for it and then does not link (were it linked
+    after the resolve counted the tickets, it would never be closed nor its user told)."""
+    if not app.db.for_update:
+        pytest.skip("SQLite: one writer at a time, the resolve and intake never interleave")
+    import threading
+    import time
+
+    records = act(app, "open_outage", "ada", "Records down", applications=["records"],
+                  public_text="Known.")
+    began, release, results = threading.Event(), threading.Event(), []
+
+    def resolver():
+        with transaction(app.db):
+            app.desk.begin_resolve(records.number, "ada", "Fixed.")
+            began.set()
+            release.wait(10)
+        app.db.close()
+
+    def intake():
+        results.append(new_ticket(app, "RMS is down"))
+        app.db.close()
+
+    threads = [threading.Thread(target=resolver)]
+    threads[0].start()
+    assert began.wait(10)
+    threads.append(threading.Thread(target=intake))
+    threads[1].start()
+    time.sleep(0.5)
+    waited = threads[1].is_alive()  # on the outage's lock
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert waited and len(results) == 1
+    assert linked(records.number) == []
+    assert "We already know" not in greeted(results[0])[0]

@@ -141,3 +141,15 @@ def test_hostile_titles_and_texts_are_escaped(portal):
         assert html.escape(title, quote=False).replace('"', "&#34;") in page \
             or html.escape(title) in page
         assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_an_outage_is_public_once_the_desk_gives_it_a_public_text(portal):
+    outage = open_outage(portal, title="Ann Smith cannot open RMS", text="")
+    assert banner_of(portal.client().get("/").text) == ""
+    assert "Ann Smith" not in portal.client().get("/status").text
+    act(portal, "update_outage", outage.number, "ada", "Searches fail.")
+    with transaction(portal.app.db):
+        portal.app.desk.update_outage(outage.number, "ada", None, title="Records system down")
+    banner = banner_of(portal.client().get("/").text)
+    assert "Records system down" in banner and "Searches fail." in banner
+    assert "Ann Smith" not in banner
