@@ -47,35 +47,44 @@ class Candidate:
     scope: frozenset[str]
 
 
-def candidate(outage: Outage, settings: Settings) -> Candidate:
+def candidate(number: int, opened_at: datetime, applications: Sequence[str],
+              agencies: Sequence[str], settings: Settings) -> Candidate:
     names = []
-    for name in outage.applications or ():
+    for name in applications or ():
         app = settings.outages.application(name)
         names.append((app.name, *app.names) if app else (name,))
-    return Candidate(outage.number, outage.opened_at, tuple(names),
-                     frozenset(fold(a) for a in outage.agencies or ()))
+    return Candidate(number, opened_at, tuple(names), frozenset(fold(a) for a in agencies or ()))
 
 
 @functools.lru_cache(maxsize=256)
-def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
-    """Any of ``names`` as a whole word or phrase (any case, any run of spaces between words).
+def _names_pattern(names: tuple[str, ...]) -> tuple[tuple[str, ...], re.Pattern[str]]:
+    """Any of ``names`` as a whole word or phrase (any run of spaces between words), to search
+    text already case-folded; with the first word of each, a cheap test that must pass first.
     The names come from the config or an agent, never from the mail, and are escaped anyway."""
-    words = sorted((n.split() for n in names if n.split()), key=len, reverse=True)
+    words = sorted((fold(n).split() for n in names if n.split()), key=len, reverse=True)
     phrases = "|".join(r"\s+".join(re.escape(w) for w in phrase) for phrase in words)
-    return re.compile(rf"(?<!\w)(?:{phrases})(?!\w)", re.IGNORECASE)
+    firsts = tuple(dict.fromkeys(phrase[0] for phrase in words))
+    return firsts, re.compile(rf"(?<!\w)(?:{phrases})(?!\w)")
 
 
-def matches(outage: Candidate, subject: str, body: str, agency: str | None) -> int:
+def _names_in(names: tuple[str, ...], folded: str) -> bool:
+    firsts, pattern = _names_pattern(names)
+    return any(first in folded for first in firsts) and pattern.search(folded) is not None
+
+
+def matches(outage: Candidate, subject: str, body: str, agency: str | None,
+            folded: str | None = None) -> int:
     """How specifically the ticket matches ``outage``: 0 not at all, 1 by one of application or
-    scope, 2 by both (the outage named both)."""
+    scope, 2 by both (the outage named both). ``folded``: subject and body, case-folded, when
+    the caller has it already."""
     if not outage.names and not outage.scope:
         return 0
     if outage.scope and (agency is None or fold(agency) not in outage.scope):
         return 0
     if outage.names:
-        named = any(_names_pattern(names).search(subject) or _names_pattern(names).search(body)
-                    for names in outage.names)
-        if not named:
+        if folded is None:
+            folded = f"{subject}\n{body}".casefold()
+        if not any(_names_in(names, folded) for names in outage.names):
             return 0
     return 2 if outage.names and outage.scope else 1
 
@@ -83,23 +92,26 @@ def matches(outage: Candidate, subject: str, body: str, agency: str | None) -> i
 def best_match(outages: Sequence[Candidate], subject: str, body: str,
                agency: str | None) -> Candidate | None:
     """The one open outage a new ticket is linked to, or None (the rule is the module's)."""
+    folded = f"{subject}\n{body}".casefold() if any(o.names for o in outages) else ""
     scored = [(score, bool(o.names), o.opened_at, o.number, o) for o in outages
-              if (score := matches(o, subject, body, agency))]
+              if (score := matches(o, subject, body, agency, folded))]
     return max(scored, key=lambda s: s[:4])[4] if scored else None
 
 
-_OPEN = Prepared(lambda state: Outage.select(*Outage._meta.sorted_fields)
-                 .where(Outage.state == state), 1)
+_OPEN = Prepared(lambda state: Outage.select(
+    Outage.number, Outage.opened_at, Outage.applications, Outage.agencies)
+    .where(Outage.state == state), 1)
 
 
-def open_outages(db: Any) -> list[Outage]:
-    """The open outages: one query on the indexed state, usually answering no row."""
-    fields = Outage._meta.sorted_fields
+def open_outages(db: Any, settings: Settings) -> list[Candidate]:
+    """The open outages, as the rule sees them: one query on the indexed state (usually
+    answering no row), and only the columns the rule needs."""
     found = []
-    for row in _OPEN.execute(db, OutageState.OPEN.value).fetchall():
-        outage = Outage(**{f.name: f.python_value(value) for f, value in zip(fields, row)})
-        outage._dirty.clear()
-        found.append(outage)
+    for number, opened_at, applications, agencies in _OPEN.execute(
+            db, OutageState.OPEN.value).fetchall():
+        found.append(candidate(number, Outage.opened_at.python_value(opened_at),
+                               Outage.applications.python_value(applications),
+                               Outage.agencies.python_value(agencies), settings))
     return found
 
 
@@ -109,7 +121,7 @@ def greet(desk: DeskCore, ticket: Ticket, subject: str, body: str) -> dict[str, 
     user of the outage (the templates' ``outage``): None when it matched none, or when the
     outage has no public text yet (the desk has not said what users are told; its title may
     be another user's subject)."""
-    candidates = [candidate(o, desk.settings) for o in open_outages(desk.db)]
+    candidates = open_outages(desk.db, desk.settings)
     while candidates:
         best = best_match(candidates, subject, body, ticket.agency)
         if best is None:
