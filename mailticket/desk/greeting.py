@@ -17,6 +17,10 @@ Only ``open`` outages match: one ``resolving`` is fixed already. When several ma
 is linked to one, the most specific (it matched both an application and a scope, then an
 application, then a scope), and among those the most recently opened: a ticket is closed when
 its outage is resolved, so it must not be closed by another outage's fix while its own goes on.
+
+The acknowledgement mentions the outage only once it has a public text: until the desk says
+what users are told, nothing of the outage is shown to them (its title may be another user's
+subject, when it was opened from a ticket).
 """
 
 from __future__ import annotations
