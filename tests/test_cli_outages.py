@@ -73,6 +73,9 @@ def test_the_outage_commands_from_open_to_resolve(capsys, config, app):
                        "--notify", "--advise-contacts", "--as", "ada")
     assert code == 0 and out.startswith("outage #1: public text updated; the users of 2 "
                                         "ticket(s) told; contacts advised: rokafor@spd")
+    code, out, _ = run(capsys, config, "outage", "update", "1", "--title",
+                       "Records system down", "--as", "ada")
+    assert (code, out) == (0, "outage #1: title updated\n")
     code, out, _ = run(capsys, config, "outage", "show", "1")
     assert code == 0
     for line in ("Outage #1: Records system down", "  state:        open",
@@ -116,6 +119,8 @@ def test_the_outage_commands_from_open_to_resolve(capsys, config, app):
     (("outage", "update", "1", "--public", "x", "--advise-contacts"),
      "no contacts to advise: outage #1 names no agency and none of its tickets has one"),
     (("outage", "update", "1", "--public", " "), "the public text is empty"),
+    (("outage", "update", "1"), "the public text is empty"),
+    (("outage", "update", "1", "--title", " "), "the outage's title is empty"),
 ])
 def test_each_mistake_is_one_line_exit_1_and_changes_nothing(capsys, config, app, args, error):
     linked_one = new_ticket(app, "linked", "a@example.org")

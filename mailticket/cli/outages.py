@@ -73,7 +73,9 @@ def add_commands(commands: Commands) -> None:
 
     update = actions.add_parser("update", help="change what users are told")
     update.add_argument("number", type=outage_number)
-    update.add_argument("--public", required=True, metavar="TEXT", help="what users are told")
+    update.add_argument("--public", metavar="TEXT", help="what users are told")
+    update.add_argument("--title", metavar="TEXT",
+                        help="a new title (public too: the portal shows it)")
     update.add_argument("--notify", action="store_true",
                         help="mail it to the users of every linked ticket not closed")
     _add_advice(update)
@@ -241,9 +243,13 @@ def unlink_tickets(app: App, args: argparse.Namespace) -> int:
 def update_outage(app: App, args: argparse.Namespace) -> int:
     who = actor(args)
     with transaction(app.db):
-        told = app.desk.update_outage(args.number, who, args.public, notify=args.notify)
+        told = app.desk.update_outage(args.number, who, args.public, notify=args.notify,
+                                      title=args.title)
         advised = _advise(app, args, args.number, who)
-    print(f"outage #{args.number}: public text updated"
+    print(f"outage #{args.number}: "
+          + " and ".join(what for what, given in (("title", args.title),
+                                                  ("public text", args.public)) if given is not None)
+          + " updated"
           + (f"; the users of {told} ticket(s) told" if args.notify else "") + advised)
     return EXIT_OK
 

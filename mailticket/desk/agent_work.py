@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from mailticket.config import Agent
 from mailticket.desk.core import DeskCore, excerpt, required_text, ticket_context, view
+from mailticket.desk.greeting import greet
 from mailticket.desk.views import Reopen, reopening
 from mailticket.errors import InvalidRequest
 from mailticket.mail import tokens
@@ -166,10 +167,11 @@ class AgentWork(DeskCore):
             sender_name=requester_name, subject=subject, body=text, date=now, author=actor,
             verdict="human", decision=f"logged ({channel})", source=channel, created_at=now)
         self._event(ticket, actor, "created", f"logged by {actor} from a {channel} request")
+        outage = greet(self, ticket, subject, text)
         self.mailer.queue(
             "ack", ticket, to=[self._requester(ticket)],
             context={"ticket": ticket_context(ticket), "unknown_tag": None,
-                     "linked_from": None, "not_kept": []})
+                     "linked_from": None, "not_kept": [], "outage": outage})
         return ticket
 
     def _agent(self, who: str) -> Agent:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import peewee
 
@@ -23,7 +23,7 @@ from mailticket.errors import InvalidRequest, UnknownTicket
 from mailticket.mail.classify import Verdict
 from mailticket.mail.compose import Recipient
 from mailticket.mail.parse import ParsedMail
-from mailticket.models import Attachment, Event, Message, Outbox, Ticket, utcnow
+from mailticket.models import Attachment, Event, Message, Outage, Outbox, Ticket, utcnow
 from mailticket.outbox import Mailer
 from mailticket.storage import Store
 from mailticket.vocabulary import SYSTEM_ACTOR, Channel, Direction, TicketStatus
@@ -176,6 +176,23 @@ class DeskCore:
             return None, []
         references = [ids[0]] if ids[0] != ids[-1] else []
         return ids[-1], references
+
+
+ALL_USERS = "all users"  # the scope of an outage that names no agencies
+
+
+def outage_context(outage: Outage) -> dict[str, Any]:
+    """What the templates see of an outage."""
+    return {"number": outage.number, "title": outage.title,
+            "applications": list(outage.applications or ()),
+            "agencies": list(outage.agencies or ()),
+            "scope": scope_text(outage), "public_text": outage.public_text,
+            "state": outage.state, "opened_at": outage.opened_at, "opened_by": outage.opened_by,
+            "resolution": outage.resolution, "resolved_at": outage.resolved_at}
+
+
+def scope_text(outage: Outage) -> str:
+    return "agencies: " + ", ".join(outage.agencies) if outage.agencies else ALL_USERS
 
 
 def ticket_context(ticket: Ticket) -> dict[str, object]:

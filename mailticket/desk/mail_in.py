@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 
 from mailticket.desk.core import Arrival, real_id, ticket_context, view
+from mailticket.desk.greeting import greet
 from mailticket.desk.spikes import SpikeWatch
 from mailticket.desk.views import TicketView
 from mailticket.mail.bounces import BounceReport
@@ -62,12 +63,13 @@ class MailIn(SpikeWatch):
             self._event(ticket, SYSTEM_ACTOR, "linked", f"follows ticket #{linked.number}")
             self._event(linked, SYSTEM_ACTOR, "linked",
                         f"a later message opened ticket #{ticket.number}")
+        outage = greet(self, ticket, mail.subject, mail.body)
         if acknowledge:
             self.mailer.queue(
                 "ack", ticket, to=[self._requester(ticket)],
                 context={"ticket": ticket_context(ticket), "unknown_tag": unknown_tag,
                          "linked_from": linked.number if linked else None,
-                         "not_kept": list(mail.dropped)},
+                         "not_kept": list(mail.dropped), "outage": outage},
                 in_reply_to=real_id(mail.message_id),
                 references=[r for r in mail.references if real_id(r)],
                 auto_reply=True,

@@ -23,7 +23,14 @@ from mailticket.config import Settings
 from mailticket.config.directory.entries import fold
 from mailticket.db import transaction
 from mailticket.desk.agent_work import AgentWork
-from mailticket.desk.core import excerpt, required_text, ticket_context
+from mailticket.desk.core import (  # noqa: F401 (scope_text: the CLI's)
+    ALL_USERS,
+    excerpt,
+    outage_context,
+    required_text,
+    scope_text,
+    ticket_context,
+)
 from mailticket.errors import InvalidRequest, UnknownOutage
 from mailticket.mail.compose import Recipient
 from mailticket.models import Outage, OutageLog, OutageTicket, Ticket
@@ -33,7 +40,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200  # tickets closed per transaction when an outage is resolved
 
-ALL_USERS, SUBSET, BEYOND_SCOPE = "all users", "subset", "beyond its scope"
+SUBSET, BEYOND_SCOPE = "subset", "beyond its scope"
 NO_AGENCY = "(no agency)"
 
 
@@ -108,20 +115,6 @@ def outage_staff(settings: Settings) -> list[str]:
     lead = [a for g in settings.process.groups if g.level == 3 for a in g.recipients]
     to = list(dict.fromkeys(a.lower() for a in [*lead, *settings.outages.notify]))
     return to or list(settings.desk.alerts_to)
-
-
-def outage_context(outage: Outage) -> dict[str, Any]:
-    """What the templates see of an outage."""
-    return {"number": outage.number, "title": outage.title,
-            "applications": list(outage.applications or ()),
-            "agencies": list(outage.agencies or ()),
-            "scope": scope_text(outage), "public_text": outage.public_text,
-            "state": outage.state, "opened_at": outage.opened_at, "opened_by": outage.opened_by,
-            "resolution": outage.resolution, "resolved_at": outage.resolved_at}
-
-
-def scope_text(outage: Outage) -> str:
-    return "agencies: " + ", ".join(outage.agencies) if outage.agencies else ALL_USERS
 
 
 class OutageWork(AgentWork):
@@ -212,14 +205,23 @@ class OutageWork(AgentWork):
         self._changed(outage)
         return done
 
-    def update_outage(self, number: int, actor: str, public_text: str,
-                      notify: bool = False) -> int:
-        """Replace what users are told; with ``notify`` each linked ticket not closed gets one
-        mail (to its requester and Cc's, threaded on it). How many tickets were told."""
+    def update_outage(self, number: int, actor: str, public_text: str | None,
+                      notify: bool = False, title: str | None = None) -> int:
+        """Replace what users are told (``public_text``, and the ``title``, both public: on the
+        portal and in acknowledgements; None leaves one as it is); with ``notify`` each linked
+        ticket not closed gets one mail (to its requester and Cc's, threaded on it). How many
+        tickets were told."""
         outage = self._open(number)
-        outage.public_text = required_text(public_text, "public")
+        if title is not None:
+            title = " ".join(title.split())[:300]
+            if not title:
+                raise InvalidRequest("the outage's title is empty")
+            outage.title = title
+            self._outage_log(outage, actor, f"title: {title}")
+        if public_text is not None or title is None:
+            outage.public_text = required_text(public_text or "", "public")
+            self._outage_log(outage, actor, f"public text: {excerpt(outage.public_text)}")
         self._changed(outage)
-        self._outage_log(outage, actor, f"public text: {excerpt(outage.public_text)}")
         if not notify:
             return 0
         told = 0

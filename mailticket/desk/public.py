@@ -1,6 +1,8 @@
-"""What a user may see of the desk (the portal's reads): the tickets an address is on, and a
-ticket's public timeline. Never internal notes, notes from the comment address, unverified
-outsiders' mail, automated mail, staff notifications, agent-only events, or agents' addresses.
+"""What a user may see of the desk (the portal's reads): the tickets an address is on, a
+ticket's public timeline, and the outages everyone may see (the banner and the status page).
+Never internal notes, notes from the comment address, unverified outsiders' mail, automated
+mail, staff notifications, agent-only events, agents' addresses, or an outage's internal log
+or tickets.
 
 Read-only; the caller owns the transaction. Every read takes the viewer's address and answers
 None for a ticket the address is not on, exactly as for one that does not exist.
@@ -10,16 +12,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import peewee
 
 from mailticket.db import Prepared
 from mailticket.desk.core import view
-from mailticket.models import Attachment, Event, Message, Ticket
-from mailticket.vocabulary import Direction, TicketStatus
+from mailticket.models import Attachment, Event, Message, Outage, Ticket
+from mailticket.vocabulary import Direction, OutageState, TicketStatus
 
 _LIST_LIMIT = 500
+RESOLVED_SHOWN = timedelta(hours=24)  # a resolved outage stays on the portal this long
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,54 @@ def _cc_holds(address: str) -> peewee.Expression:
     return peewee.Expression(Ticket.cc, peewee.OP.ILIKE, peewee.NodeList((
         peewee.Value(pattern, converter=False), peewee.SQL("ESCAPE"),
         peewee.Value("\\", converter=False))))
+
+
+@dataclass(frozen=True)
+class PublicOutage:
+    """An outage as everyone may see it: what is down, for which applications, what the desk
+    tells users (the resolution, once it is fixed), and when. Never its internal log, its
+    tickets, its scope's users or who worked on it."""
+
+    number: int
+    title: str
+    applications: tuple[str, ...]
+    text: str
+    state: str       # vocabulary.OutageState
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+    @property
+    def fixed(self) -> bool:
+        return self.state != OutageState.OPEN
+
+
+_OUTAGES = Prepared(lambda none, a, b, c, since, most: Outage.select(
+    Outage.number, Outage.title, Outage.applications, Outage.public_text, Outage.resolution,
+    Outage.state, Outage.opened_at, Outage.updated_at, Outage.resolved_at).where(
+        (Outage.public_text != none)
+        & (Outage.state.in_([a, b]) | ((Outage.state == c) & (Outage.resolved_at >= since))))
+    .order_by(Outage.opened_at.desc(), Outage.number.desc()).limit(most), 6)
+
+
+def outages(now: datetime) -> list[PublicOutage]:
+    """The outages the portal shows at ``now`` (the desk's clock): those open or being resolved,
+    then those resolved within ``RESOLVED_SHOWN``; the newest first in each.
+
+    Only those with a public text: that text is the desk telling users, and until it does,
+    nothing of the outage is public (its title may be a user's subject: one opened from a
+    ticket takes it). Resolving or resolved, the text shown is the resolution."""
+    found = []
+    columns = (Outage.number, Outage.title, Outage.applications, Outage.public_text,
+               Outage.resolution, Outage.state, Outage.opened_at, Outage.updated_at,
+               Outage.resolved_at)
+    for row in _OUTAGES.execute(Outage._meta.database, "", OutageState.OPEN,
+                                OutageState.RESOLVING, OutageState.RESOLVED,
+                                now - RESOLVED_SHOWN, 50):
+        (number, title, applications, public_text, resolution, state, opened_at, updated_at,
+         resolved_at) = (f.python_value(v) for f, v in zip(columns, row))
+        text = public_text if state == OutageState.OPEN else (resolution or public_text)
+        found.append(PublicOutage(number, title, tuple(applications or ()), text, state,
+                                  opened_at, updated_at, resolved_at))
+    found.sort(key=lambda o: o.state == OutageState.RESOLVED)  # stable: newest first in each
+    return found

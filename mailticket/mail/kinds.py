@@ -44,7 +44,7 @@ class MailKind:
 
 _ROWS = (
     MailKind("ack", Audience.USER, capped=True, sample={
-        "unknown_tag": 7, "linked_from": 3,
+        "unknown_tag": 7, "linked_from": 3, "outage": OUTAGE_SAMPLE,
         "not_kept": ['attachment "scan.tif" (31.2 MB) is over the 25 MB limit for one '
                      'attachment: not kept']}),
     MailKind("reply", Audience.USER, automated=False,

@@ -15,7 +15,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailticket.web import actions, guard, pages
-from mailticket.web.context import CSRF_PROBLEM, ERRORS, Portal, error_page, template_dirs
+from mailticket.web.context import (
+    CSRF_PROBLEM,
+    ERRORS,
+    Portal,
+    error_page,
+    outages,
+    template_dirs,
+)
 from mailticket.wiring import App
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,8 @@ def make_app(core: App, *, wake: Callable[[], None] | None = None) -> Flask:
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.extensions["mailticket"] = Portal(core, links, wake or (lambda: None))
-    app.jinja_env.globals.update(csrf_token=guard.csrf_token, desk=core.settings.desk)
+    app.jinja_env.globals.update(csrf_token=guard.csrf_token, desk=core.settings.desk,
+                                 outages=outages)
     app.jinja_env.filters["size"] = _size
     if web.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=web.trusted_proxies,

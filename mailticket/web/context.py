@@ -1,19 +1,26 @@
 """What the portal's views share: the ``Portal`` (the wired app, the links, the sender's wake-up)
-of the current Flask app, and the error pages every view can end with."""
+of the current Flask app, the outages every page shows, and the error pages every view can end
+with."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from flask import Response, abort, current_app, make_response, render_template
+from flask import Response, abort, current_app, g, make_response, render_template
 
 from mailticket.config import Settings, Web
+from mailticket.db import reading
+from mailticket.desk import public
+from mailticket.errors import TemporaryFailure
 from mailticket.mail.compose import shipped_templates
 from mailticket.portal.links import Links
 from mailticket.wiring import App
+
+log = logging.getLogger(__name__)
 
 # What each error page says; the status is the HTTP one.
 ERRORS = {
@@ -57,6 +64,20 @@ def portal() -> Portal:
     return current_app.extensions["mailticket"]
 
 
+def outages() -> list[public.PublicOutage]:
+    """The outages this request's pages show (the banner, the status page): read once per
+    request, by the desk's clock. When the database cannot be read the banner is left out, so
+    that the page saying so (503) still renders; the status page itself answers 503."""
+    if "outages" not in g:
+        try:
+            with reading(portal().links.db):
+                g.outages = public.outages(portal().core.desk.clock())
+        except TemporaryFailure as exc:
+            log.warning("portal: outages not shown: %s", exc)
+            g.outages = None
+    return g.outages or []
+
+
 def stop(answer: int | Response) -> NoReturn:
     """End the request here with an error status (its page) or a ready error page."""
     abort(answer)
@@ -80,7 +101,8 @@ def template_dirs(settings: Settings) -> list[Path]:
     return [settings.templates / "web", shipped] if settings.templates else [shipped]
 
 
-PAGES = ("base", "home", "sign_in", "sent", "follow", "tickets", "ticket", "new", "error")
+PAGES = ("base", "home", "sign_in", "sent", "follow", "tickets", "ticket", "new", "error",
+         "status")
 
 
 def check_pages(settings: Settings) -> None:

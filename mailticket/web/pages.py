@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Response, redirect, render_template, url_for
+from flask import Blueprint, Response, g, make_response, redirect, render_template, url_for
 
 from mailticket.db import reading
 from mailticket.desk import public
@@ -20,7 +20,7 @@ from mailticket.models import PortalRequest, Ticket
 from mailticket.portal.links import CONFIRM, SIGN_IN, LinkRefused
 from mailticket.vocabulary import TicketStatus
 from mailticket.web import guard
-from mailticket.web.context import error_page, portal, stop, template_dirs
+from mailticket.web.context import error_page, outages, portal, stop, template_dirs
 
 blueprint = Blueprint("pages", __name__)
 
@@ -36,6 +36,27 @@ def home() -> Any:
     if viewer() is not None:
         return redirect(url_for("pages.my_tickets"), 303)
     return render_template("home.html.j2", viewer=None)
+
+
+@blueprint.get("/status")
+def status() -> Any:
+    """The outages, open and lately resolved, for everyone: no sign-in. Signed out, the page is
+    the same for every visitor, so a shared cache may keep it a minute; signed in it names the
+    viewer (and carries their sign-out form), so it stays out of caches like every page."""
+    who = viewer()
+    shown = outages_or_503()
+    response = make_response(render_template("status.html.j2", viewer=who, shown=shown))
+    if who is None:
+        response.headers["Cache-Control"] = "public, max-age=60"
+        response.vary.add("Cookie")
+    return response
+
+
+def outages_or_503() -> list[public.PublicOutage]:
+    shown = outages()
+    if g.outages is None:
+        stop(503)
+    return shown
 
 
 @blueprint.get("/portal.css")

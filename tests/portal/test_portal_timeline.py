@@ -54,7 +54,7 @@ def portal_desk_options():
 def busy_ticket(portal) -> int:
     """Ann's ticket (Bob in copy) with everything a ticket collects: public mail and replies
     with files, and everything that is not for users: SLA warning and breach, escalation,
-    assignment, an outage (no public text yet), an agent's #comment, a note to the comment address,
+    assignment, an outage opened from it, an agent's #comment, a note to the comment address,
     tagged mail from an outsider, a reply from someone Bob forwarded our mail to, an
     out-of-office reply, and the staff notices all of these sent. Then it is resolved."""
     number = new_ticket(portal, sender=f"Ann User <{ANN}>", cc=f"Bob <{BOB}>",
@@ -68,9 +68,9 @@ def busy_ticket(portal) -> int:
     act(portal, "escalate", number, "Ada Lovelace", "network",
         "SECRET-ESCALATION the switch port on floor 3 is dead")
     act(portal, "assign", number, "Ada Lovelace", "nora")
-    with transaction(portal.app.db):  # an outage with no public text yet: the desk's own
-        portal.app.desk.open_outage("Ada Lovelace", "SECRET-OUTAGE printers on floor 3",
-                                    from_ticket=number)
+    # The old incident mark is an outage opened from the ticket now (with no public text: not
+    # shown on the portal).
+    act(portal, "outage_from_ticket", number, "Ada Lovelace", "SECRET-OUTAGE incident")
     reply_to(portal, number, f"Ada Lovelace <{ADA}>", "PUBLIC-REPLY-ADA Please restart it.\n",
              cc=f"Nora Net <{NORA}>",
              attachments=[("desk-guide.pdf", "application/pdf", b"%PDF-1.4 guide")])
