@@ -81,7 +81,10 @@ class PortalServer:
         self.server.task_dispatcher.shutdown()
         if self.thread is not None and self.thread.is_alive():
             # Closed in the loop's own thread, which then ends (nothing left to watch).
-            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.connections))
+            try:
+                self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.connections))
+            except OSError:  # its wake-up pipe is closed already: the loop is ending
+                wasyncore.close_all(self.connections, ignore_all=True)
             self.thread.join(timeout=10)
         else:
             wasyncore.close_all(self.connections)

@@ -190,5 +190,7 @@ def portal(tmp_path, database_url, portal_web_options, portal_desk_options,
     try:
         yield PortalUnderTest(app, server, clock, base, woken)
     finally:
-        server.stop()
-        app.close()
+        try:
+            server.stop()
+        finally:  # whatever stop met, the next test gets the database free
+            app.close()
