@@ -84,9 +84,14 @@ class DeskCore:
         return found
 
     def _locked(self, number: int) -> Ticket | None:
+        return self._locked_row(Ticket.number, number)
+
+    def _locked_row(self, key: peewee.Field, number: int) -> Any:
+        """The row whose ``key`` is ``number``, locked until the transaction ends; None when
+        there is none (or the number is out of range)."""
         if not 0 < number < 2 ** 31:  # PostgreSQL's serial; no desk gets near it
             return None
-        query = Ticket.select().where(Ticket.number == number)
+        query = key.model.select().where(key == number)
         if self.db.for_update:  # PostgreSQL; SQLite has no row locks (nor needs them)
             query = query.for_update()
         return query.first()

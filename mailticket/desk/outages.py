@@ -123,10 +123,7 @@ class OutageWork(AgentWork):
     def outage(self, number: int) -> Outage:
         """The outage, locked until the transaction ends (PostgreSQL), as ``get`` locks a
         ticket: two agents (or a resolve and a link) act one after the other."""
-        query = Outage.select().where(Outage.number == number)
-        if self.db.for_update:
-            query = query.for_update()
-        found = query.first() if 0 < number < 2 ** 31 else None
+        found = self._locked_row(Outage.number, number)
         if found is None:
             raise UnknownOutage(number)
         return found

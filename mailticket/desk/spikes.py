@@ -219,10 +219,7 @@ class SpikeOutages(OutageWork):
                           **options: Any) -> tuple[Outage, list[int], list[int]]:
         """Open an outage (as ``open_outage``, with ``options``) and link the spike's tickets
         that are not closed nor in another outage still open. (outage, linked, skipped)."""
-        query = Spike.select().where(Spike.number == number)
-        if self.db.for_update:
-            query = query.for_update()
-        spike = query.first() if 0 < number < 2 ** 31 else None
+        spike = self._locked_row(Spike.number, number)
         if spike is None:
             raise UnknownSpike(number)
         if spike.state == SpikeState.OUTAGE:
